@@ -1,0 +1,154 @@
+"""Eye geometry shared by both eye domains: what the labels are about.
+
+Both domains draw geometry from this one sampler, so the gap between them is in
+image formation only, never in the labels.
+
+Gaze convention (radians): pitch > 0 looks up, yaw > 0 looks toward the image's
+right; the unit gaze vector is ``x = cos(p) sin(y)``, ``y = sin(p)``,
+``z = cos(p) cos(y)`` with x to the image right, y up and z toward the camera.
+The eyeball is projected orthographically (an eye crop spans a few degrees of view).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+PITCH_RANGE = (-0.35, 0.35)
+"""Gaze pitch range in radians (about +/-20 degrees), sampled uniformly."""
+YAW_RANGE = (-0.5, 0.5)
+"""Gaze yaw range in radians (about +/-29 degrees), sampled uniformly."""
+
+
+@dataclass(frozen=True)
+class EyeGeometry:
+    """Per-image shape parameters, each a tensor of shape ``(N, 1, 1)`` (pixels, radians)."""
+
+    pitch: Tensor
+    yaw: Tensor
+    center_x: Tensor
+    """Centre of the eye opening."""
+    center_y: Tensor
+    half_width: Tensor
+    """Half the width of the eye opening (corner to corner)."""
+    eyeball_radius: Tensor
+    iris_radius: Tensor
+    pupil_radius: Tensor
+    upper_lid: Tensor
+    """Height of the upper lid's apex above the centre, at zero pitch."""
+    lower_lid: Tensor
+    """Depth of the lower lid's lowest point below the centre, at zero pitch."""
+    tilt: Tensor
+    """Rotation of the eye corners' axis (head roll)."""
+
+    @property
+    def labels(self) -> Tensor:
+        """``(N, 2)`` gaze labels: pitch, yaw."""
+        return torch.cat([self.pitch, self.yaw], dim=1).flatten(1)
+
+
+def _uniform(count: int, low: float, high: float, generator: torch.Generator) -> Tensor:
+    return torch.empty(count, 1, 1).uniform_(low, high, generator=generator)
+
+
+def sample_geometry(count: int, height: int, width: int, generator: torch.Generator) -> EyeGeometry:
+    """Draw ``count`` eyes filling a ``height x width`` crop as eye-crop pipelines do."""
+    half_width = _uniform(count, 0.30, 0.40, generator) * width
+    eyeball_radius = half_width / _uniform(count, 1.15, 1.35, generator)
+    iris_radius = eyeball_radius * _uniform(count, 0.46, 0.54, generator)
+    return EyeGeometry(
+        pitch=_uniform(count, *PITCH_RANGE, generator),
+        yaw=_uniform(count, *YAW_RANGE, generator),
+        center_x=width / 2 + _uniform(count, -2.5, 2.5, generator),
+        center_y=height / 2 + _uniform(count, -2.0, 2.0, generator),
+        half_width=half_width,
+        eyeball_radius=eyeball_radius,
+        iris_radius=iris_radius,
+        pupil_radius=iris_radius * _uniform(count, 0.28, 0.5, generator),
+        upper_lid=half_width * _uniform(count, 0.42, 0.6, generator),
+        lower_lid=half_width * _uniform(count, 0.3, 0.42, generator),
+        tilt=_uniform(count, -0.12, 0.12, generator),
+    )
+
+
+@dataclass(frozen=True)
+class EyeLayers:
+    """Per-pixel fields of a traced eye, each ``(N, H, W)``; masks are antialiased in [0, 1]."""
+
+    aperture: Tensor
+    """Inside the eye opening (between the lids and the corners)."""
+    iris: Tensor
+    pupil: Tensor
+    iris_radius: Tensor
+    """Elliptical radius in the iris's own frame: 0 at its centre, 1 at the limbus."""
+    iris_angle: Tensor
+    """Angle around the iris centre, in its own frame."""
+    above_upper_lid: Tensor
+    """Signed distance above the upper lid margin (pixels, > 0 on the skin above it)."""
+    below_lower_lid: Tensor
+    """Signed distance below the lower lid margin (pixels, > 0 on the skin below it)."""
+    along_eye: Tensor
+    """Position between the corners: -1 at one corner, +1 at the other."""
+    eyeball_normal_z: Tensor
+    """Eyeball surface normal toward the camera (1 facing it, 0 at the silhouette)."""
+    iris_center_x: Tensor
+    iris_center_y: Tensor
+
+
+def _soft(distance: Tensor) -> Tensor:
+    """Antialiased step: about one pixel wide."""
+    return torch.sigmoid(distance * 2.5)
+
+
+def trace(geometry: EyeGeometry, height: int, width: int) -> EyeLayers:
+    """Lay the eye out on the pixel grid: masks, distances and surface coordinates."""
+    g = geometry
+    ys = torch.arange(height, dtype=torch.float32).view(1, height, 1) + 0.5
+    xs = torch.arange(width, dtype=torch.float32).view(1, 1, width) + 0.5
+
+    # Eye-opening frame, rotated by the tilt.
+    cos_t, sin_t = torch.cos(g.tilt), torch.sin(g.tilt)
+    dx, dy = xs - g.center_x, ys - g.center_y
+    u = cos_t * dx + sin_t * dy
+    v = -sin_t * dx + cos_t * dy
+    along = u / g.half_width
+    shape = (1 - along.square()).clamp_min(0) ** 0.8
+    sin_pitch = torch.sin(g.pitch)
+    upper_margin = -(g.upper_lid + 0.45 * g.eyeball_radius * sin_pitch) * shape
+    lower_margin = (g.lower_lid - 0.15 * g.eyeball_radius * sin_pitch) * shape
+    above_upper = upper_margin - v
+    below_lower = v - lower_margin
+    inside_corners = (1 - along.abs()) * g.half_width
+    aperture = _soft(-above_upper) * _soft(-below_lower) * _soft(inside_corners)
+
+    # Eyeball and iris, projected orthographically; image y points down.
+    cos_p = torch.cos(g.pitch)
+    gaze_x = cos_p * torch.sin(g.yaw)
+    gaze_y = -sin_pitch
+    gaze_z = cos_p * torch.cos(g.yaw)
+    ball_x, ball_y = g.center_x, g.center_y + 0.1 * g.eyeball_radius
+    plane = torch.sqrt(g.eyeball_radius.square() - g.iris_radius.square())
+    iris_x, iris_y = ball_x + plane * gaze_x, ball_y + plane * gaze_y
+    tilt_norm = torch.sqrt(gaze_x.square() + gaze_y.square()).clamp_min(1e-6)
+    axis_x, axis_y = gaze_x / tilt_norm, gaze_y / tilt_norm
+    ix, iy = xs - iris_x, ys - iris_y
+    radial = (ix * axis_x + iy * axis_y) / gaze_z
+    across = -ix * axis_y + iy * axis_x
+    iris_radius = torch.sqrt(radial.square() + across.square()) / g.iris_radius
+    iris_angle = torch.atan2(across, radial)
+    ball_r2 = ((xs - ball_x).square() + (ys - ball_y).square()) / g.eyeball_radius.square()
+    return EyeLayers(
+        aperture=aperture,
+        iris=_soft((1 - iris_radius) * g.iris_radius),
+        pupil=_soft((g.pupil_radius / g.iris_radius - iris_radius) * g.iris_radius),
+        iris_radius=iris_radius,
+        iris_angle=iris_angle,
+        above_upper_lid=above_upper,
+        below_lower_lid=below_lower,
+        along_eye=along,
+        eyeball_normal_z=torch.sqrt((1 - ball_r2).clamp_min(0)),
+        iris_center_x=iris_x,
+        iris_center_y=iris_y,
+    )

@@ -1,0 +1,36 @@
+"""``none``: the identity refiner; the task trains on raw synthetic images.
+
+The row every method is measured against: *gap closed* is relative to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from sim2real_bench import hookimpl
+from sim2real_bench.config import BUDGETS
+from sim2real_bench.hookspecs import Register
+from sim2real_bench.refiner import Refiner
+
+
+@dataclass(frozen=True)
+class IdentityConfig:
+    """``none`` has no settings."""
+
+
+class Identity(Refiner):
+    """Return the synthetic images unchanged."""
+
+    Config = IdentityConfig
+    presets = {budget: IdentityConfig() for budget in BUDGETS}
+
+    def refine(self, images: Tensor) -> Tensor:
+        return images
+
+
+@hookimpl
+def register_refiners(register: Register) -> None:
+    """Add ``none``."""
+    register("none", Identity)

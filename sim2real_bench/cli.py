@@ -1,0 +1,130 @@
+"""The ``s2r-bench`` command line.
+
+Every :class:`~sim2real_bench.errors.S2RError` becomes one line on stderr and
+exit status 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from sim2real_bench import __version__
+from sim2real_bench.config import BUDGETS, DEFAULT_BUDGET
+from sim2real_bench.device import DEVICES, PRECISIONS
+from sim2real_bench.errors import ConfigError, DataError, S2RError
+from sim2real_bench.registry import KINDS, default_registry
+from sim2real_bench.runner import ORACLE
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="s2r-bench", description="Sim-to-real refinement benchmark.")
+    parser.add_argument("--version", action="version", version=f"s2r-bench {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="train and evaluate one combination (refiner, task, seed, budget)")
+    run.add_argument("--refiner", required=True, help=f"refiner name, or '{ORACLE}' for the labeled-target reference")
+    run.add_argument("--task", required=True, help="task name, e.g. gaze")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--budget", default=DEFAULT_BUDGET, help=f"one of {', '.join(BUDGETS)} (default {DEFAULT_BUDGET})")
+    run.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICES)}")
+    run.add_argument("--precision", default="auto", help=f"one of {', '.join(PRECISIONS)}")
+    run.add_argument("--source", help="source dataset spec NAME[:ARG] (default: the task's)")
+    run.add_argument("--target", help="target dataset spec NAME[:ARG] (default: the task's)")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                     help="override a setting, e.g. --set task.epochs=2 (repeatable)")
+    run.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///./mlflow.db)")
+    run.add_argument("--json", action="store_true", help="print one JSON object on stdout; everything else goes to stderr")
+    run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+    listing = commands.add_parser("list", help="list registered refiners, datasets and tasks")
+    listing.add_argument("kind", nargs="?", choices=KINDS, help="only this kind")
+
+    commands.add_parser("plugins", help="list loaded plugins with their distribution and version")
+
+    preview = commands.add_parser("preview", help="write a grid of sample images of a dataset")
+    preview.add_argument("dataset", help="dataset spec NAME[:ARG]")
+    preview.add_argument("--out", required=True, type=Path, help="PNG file to write")
+    preview.add_argument("--split", default="test", choices=("train", "test"))
+    preview.add_argument("--count", type=int, default=48)
+    preview.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> None:
+    from sim2real_bench.runner import RunSpec, result_json, run
+
+    spec = RunSpec(
+        refiner=args.refiner, task=args.task, seed=args.seed, budget=args.budget, device=args.device,
+        precision=args.precision, source=args.source, target=args.target, overrides=tuple(args.overrides),
+    )
+    redirect = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
+    with redirect:
+        result = run(spec, tracking_uri=args.tracking_uri, progress=not args.no_progress)
+    if args.json:
+        print(result_json(result))
+        return
+    role = " (reference)" if args.refiner == ORACLE else ""
+    print(f"{args.refiner}{role} on {args.task}, seed {args.seed}, budget {args.budget}: run {result.run_id}")
+    for name, value in sorted(result.metrics.items()):
+        print(f"  {name:36s} {value:12.4f}")
+
+
+def _list(args: argparse.Namespace) -> None:
+    registry = default_registry()
+    for kind in [args.kind] if args.kind else KINDS:
+        print(f"{kind}:")
+        for name, entry in sorted(registry.entries(kind).items()):
+            doc = (entry.factory.__doc__ or "").strip().splitlines()
+            print(f"  {name:16s} {doc[0] if doc else ''}  [{entry.plugin}]")
+        if kind == "refiners":
+            print(f"  {ORACLE:16s} reference row: the task trained on labeled target images (not a refiner)")
+
+
+def _plugins(_: argparse.Namespace) -> None:
+    for info in default_registry().plugins():
+        print(f"{info.name:16s} {info.distribution} {info.version}".rstrip())
+
+
+def _preview(args: argparse.Namespace) -> None:
+    from PIL import Image
+
+    from sim2real_bench.images import grid
+    from sim2real_bench.runner import build_dataset
+
+    if args.count < 1:
+        raise ConfigError("--count must be at least 1")
+    if args.out.suffix.lower() != ".png":
+        raise ConfigError(f"--out {args.out} must end in .png")
+    if not args.out.parent.exists():
+        raise DataError(f"folder {args.out.parent} does not exist; create it first")
+    dataset = build_dataset(args.dataset, default_registry())
+    images = dataset.load(args.split, args.count, args.seed).images
+    columns = 8
+    rows = [images[start : start + columns] for start in range(0, len(images) - len(images) % columns or len(images), columns)]
+    Image.fromarray(grid(rows)).save(args.out)
+    print(f"wrote {len(images)} {dataset.spec}/{args.split} images to {args.out}")
+
+
+COMMANDS = {"run": _run, "list": _list, "plugins": _plugins, "preview": _preview}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``s2r-bench`` console script."""
+    args = _parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except S2RError as error:
+        print(f"s2r-bench: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("s2r-bench: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""Datasets: domains of images, with labels where a split is allowed to have them.
+
+Images are ``(N, C, H, W)`` float32 tensors in ``[-1, 1]``. Labels are float32
+tensors whose meaning the dataset's ``label_kind`` names (``"gaze"``: pitch and yaw
+in radians). A dataset is built from a spec, ``name`` or ``name:ARGUMENT``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from sim2real_bench.errors import ConfigError, DataError
+
+SPLITS = ("train", "test")
+Progress = Callable[[int], None]
+_SPEC = re.compile(r"^(?P<name>[a-z0-9][a-z0-9_.-]*)(?::(?P<argument>.+))?$")
+
+
+@dataclass(frozen=True)
+class Samples:
+    """A block of images and, when the caller may see them, their labels."""
+
+    images: Tensor
+    labels: Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def without_labels(self) -> Samples:
+        """The same images with the labels dropped (how target training data is served)."""
+        return Samples(self.images, None)
+
+
+def parse_spec(spec: str) -> tuple[str, str | None]:
+    """Split ``name[:argument]``; a malformed spec is a :class:`ConfigError`."""
+    match = _SPEC.match(spec.strip()) if spec else None
+    if match is None:
+        raise ConfigError(
+            f"malformed dataset spec {spec!r}; expected NAME or NAME:ARGUMENT, "
+            "e.g. 'webcam-eyes' or 'mpiigaze:/data/MPIIGaze'"
+        )
+    return match["name"], match["argument"]
+
+
+def stable_seed(*parts: object) -> int:
+    """A 63-bit seed derived from ``parts``, identical across processes and platforms."""
+    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+class Dataset(ABC):
+    """A domain of images, synthetic or real, with its splits and label geometry."""
+
+    label_kind: ClassVar[str]
+    """What the labels mean; a task accepts only datasets of its label kind."""
+
+    label_names: ClassVar[tuple[str, ...]]
+    """One name per label column, for ``labels.csv`` files and reports."""
+
+    def __init__(self, name: str, argument: str | None = None) -> None:
+        self.name = name
+        self.argument = argument
+
+    @property
+    def spec(self) -> str:
+        """The spec this dataset was built from."""
+        return self.name if self.argument is None else f"{self.name}:{self.argument}"
+
+    @property
+    @abstractmethod
+    def image_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of every image."""
+
+    @abstractmethod
+    def load(self, split: str, size: int, seed: int, progress: Progress | None = None) -> Samples:
+        """The first ``size`` labeled samples of ``split`` (fewer if the split is smaller).
+
+        ``progress`` is called with the number of samples made ready since its last call.
+        """
+
+    def identity(self, split: str, size: int, seed: int) -> str:
+        """A string that changes whenever ``load`` would return different data (cache keys)."""
+        return f"{self.spec}|{split}|{size}|{seed}"
+
+    def _check_split(self, split: str) -> None:
+        if split not in SPLITS:
+            raise ConfigError(f"unknown split {split!r} for {self.spec}; splits: {', '.join(SPLITS)}")
+
+
+class ProceduralDataset(Dataset):
+    """A dataset generated on the fly, in fixed chunks, deterministic per seed.
+
+    Chunk ``k`` of a split is drawn from a generator seeded by (name, split, seed, k),
+    so the first ``n`` samples never depend on how many were asked for, and the
+    train and test splits never share a draw.
+    """
+
+    chunk_size: ClassVar[int] = 1024
+
+    def __init__(self, name: str, argument: str | None = None) -> None:
+        if argument is not None:
+            raise ConfigError(f"dataset {name!r} is generated in memory and takes no argument; use '{name}'")
+        super().__init__(name, argument)
+
+    @abstractmethod
+    def generate(self, count: int, generator: torch.Generator) -> Samples:
+        """Render ``count`` labeled samples using only ``generator`` for randomness."""
+
+    def load(self, split: str, size: int, seed: int, progress: Progress | None = None) -> Samples:
+        """Render the first ``size`` samples of ``split`` chunk by chunk."""
+        self._check_split(split)
+        images, labels = [], []
+        for index, start in enumerate(range(0, size, self.chunk_size)):
+            generator = torch.Generator().manual_seed(stable_seed(self.name, split, seed, index))
+            chunk = self.generate(self.chunk_size, generator)
+            keep = min(self.chunk_size, size - start)
+            images.append(chunk.images[:keep])
+            labels.append(chunk.labels[:keep])
+            if progress is not None:
+                progress(keep)
+        if not images:
+            raise DataError(f"asked for 0 samples of {self.spec}/{split}; sizes must be positive")
+        return Samples(torch.cat(images), torch.cat(labels))

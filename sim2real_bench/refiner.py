@@ -1,0 +1,65 @@
+"""The refiner interface: what every sim-to-real method implements.
+
+A refiner maps synthetic images to images that should look like the target
+domain, keeping their labels true. It is fitted on labeled source images and
+*unlabeled* target images: target labels never reach it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from torch import Tensor
+
+from sim2real_bench.data import Samples
+from sim2real_bench.device import Compute
+from sim2real_bench.tracking import Tracker
+
+
+@dataclass(frozen=True)
+class FitContext:
+    """What a refiner's fit may use besides the data."""
+
+    compute: Compute
+    tracker: Tracker
+    seed: int
+    checkpoint_dir: Path
+    """A folder private to this fit (same config and data): checkpoints go here."""
+    progress: bool = True
+
+
+class Refiner(ABC):
+    """A sim-to-real method: ``fit`` once, then ``refine`` batches of images.
+
+    Subclasses declare ``Config`` (a dataclass) and ``presets`` (one ``Config`` per
+    budget). Training-free methods keep the default no-op ``fit``.
+    """
+
+    Config: ClassVar[type]
+    presets: ClassVar[dict[str, Any]]
+
+    per_batch: ClassVar[bool] = False
+    """True for methods that act at training time (domain randomization): the runner
+    then applies ``refine`` with fresh random draws to every batch the task sees,
+    instead of refining the source set once."""
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+
+    def fit(self, source: Samples, target: Samples, context: FitContext) -> int:
+        """Fit on labeled ``source`` and unlabeled ``target``; return images processed."""
+        return 0
+
+    @abstractmethod
+    def refine(self, images: Tensor) -> Tensor:
+        """Refine a batch of source images; same shape, same value range."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to refine again without refitting."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""

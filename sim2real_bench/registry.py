@@ -1,0 +1,132 @@
+"""The plugin manager and the registries of refiners, datasets and tasks.
+
+Built-in plugins and third-party ones load through the same entry-point group
+(``sim2real_bench``); the built-ins are simply the entry points declared by this
+project's own distribution. Setting ``S2R_BENCH_DISABLE_PLUGIN_AUTOLOAD`` keeps
+only those, as ``PYTEST_DISABLE_PLUGIN_AUTOLOAD`` does for pytest.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Literal
+
+import pluggy
+
+from sim2real_bench import PROJECT_NAME, hookspecs
+from sim2real_bench.errors import DuplicateNameError, UnknownNameError
+
+DISTRIBUTION = "s2r-bench"
+DISABLE_AUTOLOAD_ENV = "S2R_BENCH_DISABLE_PLUGIN_AUTOLOAD"
+
+Kind = Literal["refiners", "datasets", "tasks"]
+KINDS: tuple[Kind, ...] = ("refiners", "datasets", "tasks")
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """Where a loaded plugin came from, for ``s2r-bench plugins``."""
+
+    name: str
+    distribution: str
+    version: str
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registered thing: its name, its class and the plugin that added it."""
+
+    name: str
+    factory: Any
+    plugin: str
+
+
+def autoload_disabled() -> bool:
+    """True when the user switched third-party plugin loading off."""
+    return os.environ.get(DISABLE_AUTOLOAD_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+class Registry:
+    """Plugins loaded into one pluggy manager, and the names they registered."""
+
+    def __init__(self, load_entry_points: bool = True) -> None:
+        self.manager = pluggy.PluginManager(PROJECT_NAME)
+        self.manager.add_hookspecs(hookspecs)
+        self.plugin_info: dict[str, PluginInfo] = {}
+        self._entries: dict[Kind, dict[str, Entry]] | None = None
+        if load_entry_points:
+            self._load_entry_points()
+
+    def _load_entry_points(self) -> None:
+        builtins_only = autoload_disabled()
+        for entry_point in importlib.metadata.entry_points(group=PROJECT_NAME):
+            dist = entry_point.dist
+            dist_name = dist.name if dist is not None else "unknown"
+            if builtins_only and dist_name != DISTRIBUTION:
+                continue
+            if self.manager.get_plugin(entry_point.name) is not None:
+                continue
+            self.manager.register(entry_point.load(), name=entry_point.name)
+            version = dist.version if dist is not None else "unknown"
+            self.plugin_info[entry_point.name] = PluginInfo(entry_point.name, dist_name, version)
+
+    def add_plugin(self, plugin: object, name: str) -> None:
+        """Register a plugin object directly (tests, notebooks)."""
+        self.manager.register(plugin, name=name)
+        self.plugin_info[name] = PluginInfo(name, "(registered in process)", "")
+        self._entries = None
+
+    def remove_plugin(self, name: str) -> None:
+        """Unregister a plugin added with :meth:`add_plugin`."""
+        self.manager.unregister(name=name)
+        self.plugin_info.pop(name, None)
+        self._entries = None
+
+    def plugins(self) -> list[PluginInfo]:
+        """Every loaded plugin, sorted by name."""
+        return sorted(self.plugin_info.values(), key=lambda info: info.name)
+
+    def entries(self, kind: Kind) -> dict[str, Entry]:
+        """Everything of one kind that the loaded plugins registered, by name."""
+        if self._entries is None:
+            self._entries = {k: self._collect(k) for k in KINDS}
+        return self._entries[kind]
+
+    def get(self, kind: Kind, name: str) -> Any:
+        """The class registered under ``name``; an error lists the known names."""
+        entries = self.entries(kind)
+        if name not in entries:
+            known = ", ".join(sorted(entries)) or "(none)"
+            raise UnknownNameError(f"unknown {kind[:-1]} {name!r}; known {kind}: {known}")
+        return entries[name].factory
+
+    def _collect(self, kind: Kind) -> dict[str, Entry]:
+        found: dict[str, Entry] = {}
+
+        def register(plugin: str, name: str, factory: Any) -> None:
+            if name in found:
+                raise DuplicateNameError(
+                    f"{kind[:-1]} {name!r} is registered twice: by plugin "
+                    f"{found[name].plugin!r} and by plugin {plugin!r}; uninstall one of them "
+                    f"or set {DISABLE_AUTOLOAD_ENV}=1 to load only the built-ins"
+                )
+            found[name] = Entry(name, factory, plugin)
+
+        hook = getattr(self.manager.hook, f"register_{kind}")
+        for impl in reversed(hook.get_hookimpls()):
+            impl.function(register=partial(register, impl.plugin_name))
+        return found
+
+
+_default: Registry | None = None
+
+
+def default_registry() -> Registry:
+    """The process-wide registry, loading entry points on first use."""
+    global _default
+    if _default is None:
+        _default = Registry()
+    return _default

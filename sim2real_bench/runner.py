@@ -1,0 +1,295 @@
+"""Run one combination (refiner, task, seed, budget) end to end and log it to MLflow.
+
+The stages follow ``../shared/design.md`` section 3: resolve plugins and
+configs, seed, load the domains, fit the refiner on labeled source and
+*unlabeled* target images, refine the source training set, train the task on it,
+evaluate on the labeled target and source test splits, log everything.
+``oracle`` is a reference row, not a refiner: it trains the task on labeled
+target images and is the only path through which target training labels flow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+import sim2real_bench
+from sim2real_bench import tracking
+from sim2real_bench.config import DATA_PRESETS, DataConfig, apply_overrides, check_budget, flatten, parse_overrides, preset
+from sim2real_bench.data import Dataset, Samples, parse_spec
+from sim2real_bench.device import Compute, resolve_compute, seed_everything
+from sim2real_bench.errors import ConfigError, DataError
+from sim2real_bench.images import grid
+from sim2real_bench.refiner import FitContext, Refiner
+from sim2real_bench.registry import Registry, default_registry
+from sim2real_bench.task import Task
+
+ORACLE = "oracle"
+"""The reference row trained on labeled target images (never a refiner)."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What the user asked for: one combination and where it runs."""
+
+    refiner: str
+    task: str
+    seed: int = 0
+    budget: str = "quick"
+    device: str = "auto"
+    precision: str = "auto"
+    source: str | None = None
+    target: str | None = None
+    overrides: tuple[str, ...] = ()
+
+
+@dataclass
+class RunResult:
+    """What a finished combination reports (``--json`` prints it)."""
+
+    run_id: str | None
+    config: dict[str, Any]
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Plan:
+    """A spec resolved against the registry: classes, configs and datasets."""
+
+    spec: RunSpec
+    task_class: type[Task]
+    refiner_class: type[Refiner] | None
+    task_config: Any
+    refiner_config: Any
+    data: DataConfig
+    source: Dataset
+    target: Dataset
+    compute: Compute
+
+    @property
+    def is_reference(self) -> bool:
+        """True for the ``oracle`` reference row."""
+        return self.refiner_class is None
+
+    def config(self) -> dict[str, Any]:
+        """The resolved configuration, as logged and printed."""
+        return {
+            "refiner": self.spec.refiner,
+            "role": "reference" if self.is_reference else "refiner",
+            "task": self.spec.task,
+            "seed": self.spec.seed,
+            "budget": self.spec.budget,
+            "source": self.source.spec,
+            "target": self.target.spec,
+            "device": str(self.compute.device),
+            "precision": self.compute.precision,
+            "data": dataclasses.asdict(self.data),
+            "task_config": dataclasses.asdict(self.task_config),
+            "refiner_config": dataclasses.asdict(self.refiner_config) if self.refiner_config is not None else {},
+        }
+
+
+def build_dataset(spec: str, registry: Registry) -> Dataset:
+    """A dataset from its spec, ``name`` or ``name:ARGUMENT``."""
+    name, argument = parse_spec(spec)
+    return registry.get("datasets", name)(name, argument)
+
+
+def plan(spec: RunSpec, registry: Registry | None = None) -> Plan:
+    """Resolve names, presets and overrides; every user mistake surfaces here, before any work."""
+    registry = registry or default_registry()
+    check_budget(spec.budget)
+    task_class = registry.get("tasks", spec.task)
+    refiner_class = None if spec.refiner == ORACLE else registry.get("refiners", spec.refiner)
+    overrides = parse_overrides(spec.overrides)
+    unknown = set(overrides) - {"data", "task", "refiner"}
+    if unknown:
+        raise ConfigError(f"unknown override section(s) {', '.join(sorted(unknown))}; use data., task. or refiner.")
+    if refiner_class is None and "refiner" in overrides:
+        raise ConfigError("the oracle reference has no refiner settings to override")
+    data = apply_overrides(preset(DATA_PRESETS, spec.budget), overrides.get("data", {}), "data")
+    task_config = apply_overrides(preset(task_class.presets, spec.budget), overrides.get("task", {}), "task")
+    refiner_config = None
+    if refiner_class is not None:
+        refiner_config = apply_overrides(preset(refiner_class.presets, spec.budget), overrides.get("refiner", {}), "refiner")
+    source = build_dataset(task_class.default_source if spec.source is None else spec.source, registry)
+    target = build_dataset(task_class.default_target if spec.target is None else spec.target, registry)
+    for role, dataset in (("source", source), ("target", target)):
+        if dataset.label_kind != task_class.label_kind:
+            raise ConfigError(
+                f"{role} dataset {dataset.spec} has {dataset.label_kind} labels but task {spec.task!r} "
+                f"needs {task_class.label_kind} labels"
+            )
+    if source.image_shape != target.image_shape:
+        raise DataError(
+            f"source {source.spec} images are {source.image_shape} but target {target.spec} images are "
+            f"{target.image_shape} (C, H, W); both domains must share one shape"
+        )
+    compute = resolve_compute(spec.device, spec.precision)
+    return Plan(spec, task_class, refiner_class, task_config, refiner_config, data, source, target, compute)
+
+
+class Stopwatch:
+    """Wall time and throughput of the run's stages."""
+
+    def __init__(self) -> None:
+        self.metrics: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[dict[str, int]]:
+        """Time a stage; set ``["images"]`` on the yielded dict to get images/s."""
+        counter = {"images": 0}
+        start = time.perf_counter()
+        yield counter
+        seconds = time.perf_counter() - start
+        self.metrics[f"time/{name}_s"] = seconds
+        if counter["images"]:
+            self.metrics[f"throughput/{name}_img_s"] = counter["images"] / seconds
+
+
+def _load(dataset: Dataset, split: str, size: int, seed: int, progress: bool) -> Samples:
+    with tqdm(total=size, desc=f"data: {dataset.spec}/{split}", unit="img", disable=not progress, leave=False) as bar:
+        return dataset.load(split, size, seed, progress=bar.update)
+
+
+@torch.inference_mode()
+def refine_all(refiner: Refiner, images: torch.Tensor, compute: Compute, batch_size: int = 1024, progress: bool = True) -> torch.Tensor:
+    """Refine a block of images in batches on ``compute``; returns CPU float32."""
+    refined = []
+    for start in tqdm(range(0, len(images), batch_size), desc="refine", unit="batch", disable=not progress, leave=False):
+        batch = images[start : start + batch_size].to(compute.device)
+        with compute.autocast():
+            refined.append(refiner.refine(batch).float().cpu())
+    return torch.cat(refined)
+
+
+def _versions() -> dict[str, str]:
+    import kornia
+    import mlflow
+    import pluggy
+    import timm
+
+    return {
+        "s2r_bench": sim2real_bench.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "kornia": kornia.__version__,
+        "pluggy": pluggy.__version__,
+        "mlflow": mlflow.__version__,
+    }
+
+
+def _peak_memory_mb(compute: Compute) -> float:
+    if compute.device.type == "cuda":
+        return torch.cuda.max_memory_allocated(compute.device) / 2**20
+    kilobytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kilobytes / 1024 if sys.platform != "darwin" else kilobytes / 2**20
+
+
+def execute(resolved: Plan, tracker: tracking.Tracker, progress: bool = True) -> dict[str, float]:
+    """Run the stages of a resolved plan; return its final metrics."""
+    spec, data = resolved.spec, resolved.data
+    compute = resolved.compute
+    seed_everything(spec.seed)
+    watch = Stopwatch()
+    with watch.stage("data"):
+        source_train = _load(resolved.source, "train", data.source_train, spec.seed, progress)
+        source_test = _load(resolved.source, "test", data.test, spec.seed, progress)
+        target_train = _load(resolved.target, "train", data.target_train, spec.seed, progress)
+        target_test = _load(resolved.target, "test", data.test, spec.seed, progress)
+    if not resolved.is_reference:
+        target_train = target_train.without_labels()
+
+    task = resolved.task_class(resolved.task_config, resolved.source.image_shape, source_train.labels.shape[1])
+    transform = None
+    if resolved.is_reference:
+        train = target_train
+    else:
+        refiner = resolved.refiner_class(resolved.refiner_config)
+        with tempfile.TemporaryDirectory(prefix="s2r-fit-") as scratch, watch.stage("refiner_fit") as fit:
+            context = FitContext(compute, tracker, spec.seed, Path(scratch), progress)
+            fit["images"] = refiner.fit(source_train, target_train, context)
+        if refiner.per_batch:
+            train, transform = source_train, refiner.refine
+        else:
+            with watch.stage("refine") as refine:
+                train = Samples(refine_all(refiner, source_train.images, compute, progress=progress), source_train.labels)
+                refine["images"] = len(train)
+            samples = slice(0, 12)
+            rows = [source_train.images[samples], train.images[samples], target_train.images[samples]]
+            tracker.log_image(grid(rows), "samples/synthetic_refined_target.png")
+
+    with watch.stage("task_train") as task_train:
+        task_train["images"] = task.fit(train, compute, tracker, spec.seed, transform, progress)
+    metrics: dict[str, float] = {}
+    with watch.stage("eval") as evaluation:
+        for split_name, split in (("target", target_test), ("source", source_test)):
+            metrics.update({f"{split_name}/{k}": v for k, v in task.evaluate(split, compute).items()})
+        metrics.update({f"mean_label/{k}": v for k, v in task.mean_label_metrics(target_test).items()})
+        evaluation["images"] = len(target_test) + len(source_test)
+    metrics.update(watch.metrics)
+    metrics["memory/peak_mb"] = _peak_memory_mb(compute)
+    return metrics
+
+
+def run(
+    spec: RunSpec,
+    registry: Registry | None = None,
+    tracking_uri: str | None = None,
+    progress: bool = True,
+) -> RunResult:
+    """Plan, execute and log one combination; the MLflow run is marked FAILED on error."""
+    resolved = plan(spec, registry)
+    uri = tracking.resolve_tracking_uri(tracking_uri)
+    tracking.check_tracking_uri(uri)
+    client = tracking.client(uri)
+    experiment = tracking.experiment_id(client, spec.task)
+    config = resolved.config()
+    run_name = f"{spec.refiner}-{spec.task}-s{spec.seed}-{spec.budget}"
+    mlflow_run = client.create_run(experiment, run_name=run_name, tags={
+        "s2r.refiner": spec.refiner,
+        "s2r.role": config["role"],
+        "s2r.task": spec.task,
+        "s2r.budget": spec.budget,
+        "s2r.seed": str(spec.seed),
+    })
+    run_id = mlflow_run.info.run_id
+    tracker = tracking.Tracker(client, run_id)
+    status = "FAILED"
+    try:
+        tracker.log_params({
+            **flatten(config),
+            **{f"version.{k}": v for k, v in _versions().items()},
+            "device.name": resolved.compute.describe(),
+            "primary_metric": f"target/{resolved.task_class.primary_metric}",
+        })
+        tracker.log_dict(config, "config.json")
+        metrics = execute(resolved, tracker, progress)
+        tracker.log_metrics(metrics)
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        tracker.flush()
+        client.set_terminated(run_id, status)
+    return RunResult(run_id, config, metrics)
+
+
+def result_json(result: RunResult) -> str:
+    """The one JSON object ``--json`` prints."""
+    return json.dumps({"run_id": result.run_id, "config": result.config, "metrics": result.metrics}, indent=2)

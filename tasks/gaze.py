@@ -1,0 +1,63 @@
+"""``gaze``: gaze estimation from eye crops, the paper's first experiment.
+
+A small CNN regresses (pitch, yaw) in radians. Every input is histogram-equalized
+first (``TaskConfig.equalize``), as gaze pipelines on MPIIGaze's equalized crops
+do: the regressor is blind to global intensity, so what a refiner must fix is
+structure and texture (``results/calibration.md`` measures what happens without it). The paper's headline metrics are
+the mean angular error in degrees between 3D gaze vectors and the share of
+images within 7 degrees.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from sim2real_bench import hookimpl
+from sim2real_bench.hookspecs import Register
+from sim2real_bench.task import Task, TaskConfig
+from sim2real_bench.tasks import models  # noqa: F401  (registers the timm models)
+
+WITHIN_DEGREES = 7.0
+
+
+def gaze_vector(angles: Tensor) -> Tensor:
+    """Unit 3D gaze vectors from ``(N, 2)`` (pitch, yaw) in radians."""
+    pitch, yaw = angles[:, 0], angles[:, 1]
+    return torch.stack([torch.cos(pitch) * torch.sin(yaw), torch.sin(pitch), torch.cos(pitch) * torch.cos(yaw)], 1)
+
+
+def angular_error(prediction: Tensor, target: Tensor) -> Tensor:
+    """Per-image angle in degrees between predicted and true gaze."""
+    cosine = (gaze_vector(prediction.double()) * gaze_vector(target.double())).sum(1)
+    return torch.rad2deg(torch.arccos(cosine.clamp(-1.0, 1.0))).float()
+
+
+class GazeTask(Task):
+    """Regress gaze (pitch, yaw) from 35x55 grayscale eye crops."""
+
+    label_kind: ClassVar[str] = "gaze"
+    default_source: ClassVar[str] = "synth-eyes"
+    default_target: ClassVar[str] = "webcam-eyes"
+    primary_metric: ClassVar[str] = "angular_error"
+    presets: ClassVar[dict[str, TaskConfig]] = {
+        "smoke": TaskConfig(model="s2r_cnn_small", epochs=1, batch_size=64, lr=2e-3, equalize=True, log_every=2),
+        "quick": TaskConfig(model="s2r_cnn_small", epochs=4, batch_size=128, lr=2e-3, equalize=True),
+        "paper": TaskConfig(model="s2r_cnn_small", epochs=30, batch_size=512, lr=1e-3, equalize=True),
+    }
+
+    def metrics(self, prediction: Tensor, target: Tensor) -> dict[str, float]:
+        errors = angular_error(prediction, target)
+        return {
+            "angular_error": errors.mean().item(),
+            "median_angular_error": errors.median().item(),
+            "within_7deg": (errors <= WITHIN_DEGREES).float().mean().item() * 100,
+        }
+
+
+@hookimpl
+def register_tasks(register: Register) -> None:
+    """Add ``gaze``."""
+    register("gaze", GazeTask)

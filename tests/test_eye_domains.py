@@ -1,0 +1,101 @@
+"""The embedded eye domains: shapes, ranges, determinism, labels."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from sim2real_bench.data import Samples
+from sim2real_bench.errors import ConfigError
+from sim2real_bench.plugins.eyes import SynthEyes, WebcamEyes
+from sim2real_bench.plugins.eyes.geometry import PITCH_RANGE, YAW_RANGE
+
+DOMAINS = [SynthEyes("synth-eyes"), WebcamEyes("webcam-eyes")]
+ids = [d.name for d in DOMAINS]
+
+
+@pytest.fixture(scope="module", params=DOMAINS, ids=ids)
+def domain_and_samples(request) -> tuple:
+    domain = request.param
+    return domain, domain.load("test", 300, seed=0)
+
+
+def test_images_are_35x55_grayscale_in_range(domain_and_samples) -> None:
+    domain, samples = domain_and_samples
+    assert domain.image_shape == (1, 35, 55)
+    assert samples.images.shape == (300, 1, 35, 55)
+    assert samples.images.dtype == torch.float32
+    assert samples.images.min() >= -1 and samples.images.max() <= 1
+
+
+def test_images_are_not_blank(domain_and_samples) -> None:
+    _, samples = domain_and_samples
+    assert samples.images.flatten(1).std(1).min() > 0.05
+
+
+def test_labels_are_pitch_yaw_within_declared_ranges(domain_and_samples) -> None:
+    _, samples = domain_and_samples
+    pitch, yaw = samples.labels[:, 0], samples.labels[:, 1]
+    assert samples.labels.shape == (300, 2)
+    assert PITCH_RANGE[0] <= pitch.min() and pitch.max() <= PITCH_RANGE[1]
+    assert YAW_RANGE[0] <= yaw.min() and yaw.max() <= YAW_RANGE[1]
+    assert pitch.std() > 0.1 and yaw.std() > 0.15
+
+
+@pytest.mark.parametrize("domain", DOMAINS, ids=ids)
+def test_same_seed_gives_same_samples(domain) -> None:
+    first, second = domain.load("train", 100, seed=3), domain.load("train", 100, seed=3)
+    assert torch.equal(first.images, second.images) and torch.equal(first.labels, second.labels)
+
+
+@pytest.mark.parametrize("domain", DOMAINS, ids=ids)
+def test_other_seed_or_split_gives_other_samples(domain) -> None:
+    base = domain.load("train", 50, seed=0)
+    assert not torch.equal(base.labels, domain.load("train", 50, seed=1).labels)
+    assert not torch.equal(base.labels, domain.load("test", 50, seed=0).labels)
+
+
+@pytest.mark.parametrize("domain", DOMAINS, ids=ids)
+def test_first_samples_do_not_depend_on_the_size_asked(domain) -> None:
+    small, large = domain.load("train", 10, seed=0), domain.load("train", 1500, seed=0)
+    assert torch.equal(small.images, large.images[:10])
+
+
+def test_both_domains_share_label_geometry() -> None:
+    synthetic, webcam = (d.load("test", 2000, seed=0).labels for d in DOMAINS)
+    torch.testing.assert_close(synthetic.mean(0), webcam.mean(0), atol=0.02, rtol=0)
+    torch.testing.assert_close(synthetic.std(0), webcam.std(0), atol=0.02, rtol=0)
+
+
+def test_gaze_moves_the_iris() -> None:
+    # The darkest columns (iris and pupil) shift right as yaw grows: labels are visible.
+    samples = SynthEyes("synth-eyes").load("test", 1000, seed=0)
+    darkness = (-samples.images[:, 0]).clamp_min(0).sum(1)
+    columns = torch.arange(55, dtype=torch.float32)
+    centroid = (darkness * columns).sum(1) / darkness.sum(1)
+    correlation = torch.corrcoef(torch.stack([centroid, samples.labels[:, 1]]))[0, 1]
+    assert correlation > 0.7
+
+
+def test_webcam_eyes_are_histogram_equalized() -> None:
+    # Like MPIIGaze's normalized crops: every image's histogram is near-uniform on [0, 1].
+    images = (WebcamEyes("webcam-eyes").load("test", 200, seed=0).images + 1) / 2
+    levels = torch.tensor([0.1, 0.25, 0.5, 0.75, 0.9])
+    for image in images[:20]:
+        torch.testing.assert_close(torch.quantile(image.flatten(), levels), levels, atol=0.08, rtol=0)
+    assert images.std().item() == pytest.approx(1 / math.sqrt(12), abs=0.03)
+
+
+def test_webcam_eyes_have_more_fine_structure_than_synthetic() -> None:
+    def gradient(samples: Samples) -> float:
+        return (samples.images[..., 1:, :] - samples.images[..., :-1, :]).abs().mean().item()
+
+    synthetic, webcam = (d.load("test", 200, seed=0) for d in DOMAINS)
+    assert gradient(webcam) > 2 * gradient(synthetic)
+
+
+def test_procedural_domain_rejects_an_argument() -> None:
+    with pytest.raises(ConfigError, match="takes no argument"):
+        SynthEyes("synth-eyes", "/some/path")

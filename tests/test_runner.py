@@ -1,0 +1,113 @@
+"""The runner end to end on the smoke budget, into a temporary MLflow store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from sim2real_bench import hookimpl
+from sim2real_bench.config import BUDGETS
+from sim2real_bench.errors import ConfigError, DataError
+from sim2real_bench.refiner import Refiner
+from sim2real_bench.registry import Registry
+from sim2real_bench.runner import RunSpec, plan, run
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory) -> tuple:
+    uri = f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
+    result = run(RunSpec(refiner="none", task="gaze", budget="smoke"), Registry(), uri, progress=False)
+    return uri, result
+
+
+def test_run_finishes_with_target_and_source_metrics(smoke_run) -> None:
+    _, result = smoke_run
+    for name in ("target/angular_error", "target/within_7deg", "source/angular_error", "mean_label/angular_error"):
+        assert name in result.metrics
+    assert 0 < result.metrics["target/angular_error"] < 90
+    assert result.metrics["throughput/task_train_img_s"] > 0
+
+
+def test_run_is_logged_to_mlflow(smoke_run) -> None:
+    uri, result = smoke_run
+    client = MlflowClient(uri)
+    logged = client.get_run(result.run_id)
+    assert logged.info.status == "FINISHED"
+    assert client.get_experiment(logged.info.experiment_id).name == "gaze"
+    assert logged.data.params["refiner"] == "none"
+    assert logged.data.params["task_config.model"] == "s2r_cnn_small"
+    assert "version.torch" in logged.data.params
+    assert logged.data.metrics["target/angular_error"] == pytest.approx(result.metrics["target/angular_error"])
+    assert len(client.get_metric_history(result.run_id, "task/train_loss")) > 1
+    artifacts = {a.path for a in client.list_artifacts(result.run_id)} | {
+        a.path for a in client.list_artifacts(result.run_id, "samples")}
+    assert {"config.json", "samples/synthetic_refined_target.png"} <= artifacts
+
+
+def test_oracle_is_tagged_as_a_reference(tracking_uri: str) -> None:
+    result = run(RunSpec(refiner="oracle", task="gaze", budget="smoke"), Registry(), tracking_uri, progress=False)
+    tags = MlflowClient(tracking_uri).get_run(result.run_id).data.tags
+    assert tags["s2r.role"] == "reference"
+    assert result.config["role"] == "reference"
+
+
+@dataclass(frozen=True)
+class SpyConfig:
+    pass
+
+
+class SpyRefiner(Refiner):
+    """Records what fit receives."""
+
+    Config = SpyConfig
+    presets = {budget: SpyConfig() for budget in BUDGETS}
+    seen: list = []
+
+    def fit(self, source, target, context) -> int:
+        SpyRefiner.seen.append((source.labels is not None, target.labels))
+        return len(source)
+
+    def refine(self, images):
+        return images
+
+
+class SpyPlugin:
+    @hookimpl
+    def register_refiners(self, register):
+        register("spy", SpyRefiner)
+
+
+def test_refiner_never_sees_target_labels(registry: Registry, tracking_uri: str) -> None:
+    registry.add_plugin(SpyPlugin(), name="spy-plugin")
+    run(RunSpec(refiner="spy", task="gaze", budget="smoke"), registry, tracking_uri, progress=False)
+    assert SpyRefiner.seen == [(True, None)]
+
+
+def test_wrong_label_kind_is_refused(registry: Registry) -> None:
+    class Other(type(registry.get("datasets", "synth-eyes")("synth-eyes"))):
+        label_kind = "hand"
+
+    class OtherPlugin:
+        @hookimpl
+        def register_datasets(self, register):
+            register("hand-like", Other)
+
+    registry.add_plugin(OtherPlugin(), name="other")
+    with pytest.raises(ConfigError, match="hand labels but task 'gaze' needs gaze labels"):
+        plan(RunSpec(refiner="none", task="gaze", source="hand-like"), registry)
+
+
+def test_mismatched_image_shapes_are_refused(registry: Registry) -> None:
+    class Wide(type(registry.get("datasets", "synth-eyes")("synth-eyes"))):
+        width = 60
+
+    class WidePlugin:
+        @hookimpl
+        def register_datasets(self, register):
+            register("wide-eyes", Wide)
+
+    registry.add_plugin(WidePlugin(), name="wide")
+    with pytest.raises(DataError, match=r"\(1, 35, 60\).*\(1, 35, 55\)"):
+        plan(RunSpec(refiner="none", task="gaze", source="wide-eyes"), registry)
