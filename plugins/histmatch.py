@@ -41,12 +41,12 @@ class HistMatch(Refiner):
     Config = HistMatchConfig
     presets = {budget: HistMatchConfig() for budget in BUDGETS}
 
-    def __init__(self, config: HistMatchConfig) -> None:
+    def __init__(self, config: HistMatchConfig, image_shape: tuple[int, int, int]) -> None:
         if config.mode not in MODES:
             raise ConfigError(f"histmatch mode {config.mode!r} is unknown; choose one of {', '.join(MODES)}")
         if config.levels < 2:
             raise ConfigError(f"histmatch needs at least 2 levels, got {config.levels}")
-        super().__init__(config)
+        super().__init__(config, image_shape)
         self.quantiles = torch.linspace(-1, 1, config.levels)
         self.mean, self.std = torch.tensor(0.0), torch.tensor(1.0)
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import torch
 from torch import Tensor
 
 from sim2real_bench.data import Samples
@@ -27,7 +28,8 @@ class FitContext:
     tracker: Tracker
     seed: int
     checkpoint_dir: Path
-    """A folder private to this fit (same config and data): checkpoints go here."""
+    """A folder private to this fit (same refiner, config, data and seed):
+    checkpoints written here let a relaunched run resume."""
     progress: bool = True
 
 
@@ -41,13 +43,20 @@ class Refiner(ABC):
     Config: ClassVar[type]
     presets: ClassVar[dict[str, Any]]
 
+    trains: ClassVar[bool] = False
+    """True for refiners whose fit is costly (networks): the runner caches their
+    fitted state and refined sets, and gives them a checkpoint folder that
+    survives an interrupted run."""
+
     per_batch: ClassVar[bool] = False
     """True for methods that act at training time (domain randomization): the runner
     then applies ``refine`` with fresh random draws to every batch the task sees,
     instead of refining the source set once."""
 
-    def __init__(self, config: Any) -> None:
+    def __init__(self, config: Any, image_shape: tuple[int, int, int]) -> None:
         self.config = config
+        self.image_shape = image_shape
+        """``(C, H, W)`` of the images this refiner will see."""
 
     def fit(self, source: Samples, target: Samples, context: FitContext) -> int:
         """Fit on labeled ``source`` and unlabeled ``target``; return images processed."""
@@ -56,6 +65,9 @@ class Refiner(ABC):
     @abstractmethod
     def refine(self, images: Tensor) -> Tensor:
         """Refine a batch of source images; same shape, same value range."""
+
+    def to(self, device: torch.device) -> None:
+        """Move whatever ``refine`` computes with onto ``device``."""
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to refine again without refitting."""

@@ -10,6 +10,7 @@ target images and is the only path through which target training labels flow.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import platform
@@ -27,11 +28,11 @@ import torch
 from tqdm.auto import tqdm
 
 import sim2real_bench
-from sim2real_bench import tracking
+from sim2real_bench import cache, tracking
 from sim2real_bench.config import DATA_PRESETS, DataConfig, apply_overrides, check_budget, flatten, parse_overrides, preset
 from sim2real_bench.data import Dataset, Samples, parse_spec
 from sim2real_bench.device import Compute, resolve_compute, seed_everything
-from sim2real_bench.errors import ConfigError, DataError
+from sim2real_bench.errors import ConfigError, DataError, S2RError
 from sim2real_bench.images import grid
 from sim2real_bench.refiner import FitContext, Refiner
 from sim2real_bench.registry import Registry, default_registry
@@ -39,6 +40,8 @@ from sim2real_bench.task import Task
 
 ORACLE = "oracle"
 """The reference row trained on labeled target images (never a refiner)."""
+IDENTITY = "none"
+"""The refiner that changes nothing: its task model is the source-trained model."""
 
 
 @dataclass(frozen=True)
@@ -176,6 +179,18 @@ def refine_all(refiner: Refiner, images: torch.Tensor, compute: Compute, batch_s
     return torch.cat(refined)
 
 
+@torch.inference_mode()
+def normalized(task: Task, samples: Samples, compute: Compute, batch_size: int = 4096) -> Samples:
+    """``samples`` in the task's input space (gaze: equalized), where refiners work too.
+
+    Refining in the space the task sees keeps refiners from spending their
+    capacity on differences the task's own input normalization removes anyway.
+    """
+    images = torch.cat([task.preprocess(samples.images[start : start + batch_size].to(compute.device)).float().cpu()
+                        for start in range(0, len(samples), batch_size)])
+    return Samples(images.contiguous(), samples.labels)
+
+
 def _versions() -> dict[str, str]:
     import kornia
     import mlflow
@@ -200,6 +215,80 @@ def _peak_memory_mb(compute: Compute) -> float:
     return kilobytes / 1024 if sys.platform != "darwin" else kilobytes / 2**20
 
 
+def _identity(dataset: Dataset, split: str, size: int, seed: int) -> str:
+    return dataset.identity(split, size, seed)
+
+
+def fit_refiner(resolved: Plan, source: Samples, target: Samples, tracker: tracking.Tracker, watch: Stopwatch,
+                progress: bool) -> tuple[Refiner, str]:
+    """Fit the planned refiner, or restore it from the cache; return it and its fit key."""
+    spec, data = resolved.spec, resolved.data
+    refiner = resolved.refiner_class(resolved.refiner_config, resolved.source.image_shape)
+    fit_key = cache.key(
+        "fit", spec.refiner, dataclasses.asdict(resolved.refiner_config), sim2real_bench.__version__, spec.seed,
+        _identity(resolved.source, "train", data.source_train, spec.seed),
+        _identity(resolved.target, "train", data.target_train, spec.seed),
+    )
+    fit_dir = cache.cache_root() / "fits" / fit_key
+    fitted = fit_dir / "refiner.pt"
+    if refiner.trains and fitted.exists():
+        refiner.load_state_dict(cache.load(fitted))
+        tracker.set_tags({"s2r.fit": "cached"})
+    else:
+        with contextlib.ExitStack() as stack, watch.stage("refiner_fit") as fit:
+            folder = fit_dir if refiner.trains else Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            context = FitContext(resolved.compute, tracker, spec.seed, folder, progress)
+            fit["images"] = refiner.fit(source, target, context)
+        if refiner.trains:
+            cache.save(refiner.state_dict(), fitted)
+            tracker.set_tags({"s2r.fit": "fitted"})
+    refiner.to(resolved.compute.device)
+    return refiner, fit_key
+
+
+def refined_training_set(resolved: Plan, refiner: Refiner, fit_key: str, source: Samples, watch: Stopwatch,
+                         progress: bool) -> Samples:
+    """Refine the source training set once in batches (cached for refiners that train)."""
+    path = cache.cache_root() / "fits" / fit_key / "refined-train.pt"
+    if refiner.trains and path.exists():
+        return Samples(cache.load(path).float(), source.labels)
+    with watch.stage("refine") as refine:
+        images = refine_all(refiner, source.images, resolved.compute, progress=progress)
+        refine["images"] = len(images)
+    if refiner.trains:
+        cache.save(images.half(), path)
+    return Samples(images, source.labels)
+
+
+def _source_model_path(resolved: Plan, source: Samples) -> Path:
+    spec = resolved.spec
+    model_key = cache.key("source-model", spec.task, dataclasses.asdict(resolved.task_config), spec.seed,
+                          sim2real_bench.__version__, _identity(resolved.source, "train", len(source), spec.seed))
+    return cache.cache_root() / "source-models" / f"{model_key}.pt"
+
+
+def source_model(resolved: Plan, source: Samples, progress: bool) -> Task:
+    """The task trained on raw source images (what ``none`` trains), from the cache when it exists.
+
+    It measures label preservation: how far its prediction moves when an image is refined.
+    """
+    task = resolved.task_class(resolved.task_config, resolved.source.image_shape, source.labels.shape[1])
+    path = _source_model_path(resolved, source)
+    if path.exists():
+        task.load_state_dict(cache.load(path), resolved.compute)
+    else:
+        task.fit(source, resolved.compute, tracking.Tracker.disabled(), resolved.spec.seed, progress=progress)
+        cache.save(task.state_dict(), path)
+    return task
+
+
+def label_shift(task: Task, refiner: Refiner, images: torch.Tensor, compute: Compute) -> dict[str, float]:
+    """How far a source-trained model's predictions move between synthetic images and their refined versions."""
+    refined = refine_all(refiner, images, compute, progress=False)
+    moved = task.metrics(task.predict(refined, compute), task.predict(images, compute))
+    return {f"label_shift/{name}": value for name, value in moved.items()}
+
+
 def execute(resolved: Plan, tracker: tracking.Tracker, progress: bool = True) -> dict[str, float]:
     """Run the stages of a resolved plan; return its final metrics."""
     spec, data = resolved.spec, resolved.data
@@ -211,36 +300,39 @@ def execute(resolved: Plan, tracker: tracking.Tracker, progress: bool = True) ->
         source_test = _load(resolved.source, "test", data.test, spec.seed, progress)
         target_train = _load(resolved.target, "train", data.target_train, spec.seed, progress)
         target_test = _load(resolved.target, "test", data.test, spec.seed, progress)
+    task = resolved.task_class(resolved.task_config, resolved.source.image_shape, source_train.labels.shape[1])
+    source_train, source_test, target_train, target_test = (
+        normalized(task, split, compute) for split in (source_train, source_test, target_train, target_test))
     if not resolved.is_reference:
         target_train = target_train.without_labels()
 
-    task = resolved.task_class(resolved.task_config, resolved.source.image_shape, source_train.labels.shape[1])
+    metrics: dict[str, float] = {}
     transform = None
     if resolved.is_reference:
         train = target_train
     else:
-        refiner = resolved.refiner_class(resolved.refiner_config)
-        with tempfile.TemporaryDirectory(prefix="s2r-fit-") as scratch, watch.stage("refiner_fit") as fit:
-            context = FitContext(compute, tracker, spec.seed, Path(scratch), progress)
-            fit["images"] = refiner.fit(source_train, target_train, context)
+        refiner, fit_key = fit_refiner(resolved, source_train, target_train, tracker, watch, progress)
         if refiner.per_batch:
             train, transform = source_train, refiner.refine
         else:
-            with watch.stage("refine") as refine:
-                train = Samples(refine_all(refiner, source_train.images, compute, progress=progress), source_train.labels)
-                refine["images"] = len(train)
-            samples = slice(0, 12)
-            rows = [source_train.images[samples], train.images[samples], target_train.images[samples]]
-            tracker.log_image(grid(rows), "samples/synthetic_refined_target.png")
+            train = refined_training_set(resolved, refiner, fit_key, source_train, watch, progress)
+        shown = slice(0, 12)
+        preview = refine_all(refiner, source_train.images[shown], compute, progress=False)
+        tracker.log_image(grid([source_train.images[shown], preview, target_train.images[shown]]),
+                          "samples/synthetic_refined_target.png")
 
     with watch.stage("task_train") as task_train:
         task_train["images"] = task.fit(train, compute, tracker, spec.seed, transform, progress)
-    metrics: dict[str, float] = {}
+    if spec.refiner == IDENTITY:
+        cache.save(task.state_dict(), _source_model_path(resolved, source_train))
     with watch.stage("eval") as evaluation:
         for split_name, split in (("target", target_test), ("source", source_test)):
             metrics.update({f"{split_name}/{k}": v for k, v in task.evaluate(split, compute).items()})
         metrics.update({f"mean_label/{k}": v for k, v in task.mean_label_metrics(target_test).items()})
         evaluation["images"] = len(target_test) + len(source_test)
+    if not resolved.is_reference:
+        probe = task if spec.refiner == IDENTITY else source_model(resolved, source_train, progress)
+        metrics.update(label_shift(probe, refiner, source_test.images, compute))
     metrics.update(watch.metrics)
     metrics["memory/peak_mb"] = _peak_memory_mb(compute)
     return metrics
@@ -281,6 +373,9 @@ def run(
         metrics = execute(resolved, tracker, progress)
         tracker.log_metrics(metrics)
         status = "FINISHED"
+    except S2RError as error:
+        tracker.set_tags({"s2r.failure": str(error)})
+        raise
     except KeyboardInterrupt:
         status = "KILLED"
         raise

@@ -160,6 +160,18 @@ class Task(ABC):
         assert samples.labels is not None, "evaluation needs labels"
         return self.metrics(self.predict(samples.images, compute), samples.labels)
 
+    def state_dict(self) -> dict[str, Tensor | dict[str, Tensor]]:
+        """The fitted regressor and its label standardization, for the cache."""
+        assert self.model is not None, "fit the task before saving it"
+        return {"model": self.model.state_dict(), "label_mean": self.label_mean, "label_std": self.label_std}
+
+    def load_state_dict(self, state: dict, compute: Compute) -> None:
+        """Restore a regressor saved with :meth:`state_dict` onto ``compute``."""
+        model = self.build_model()
+        model.load_state_dict(state["model"])
+        self.model = model.to(compute.device, memory_format=torch.channels_last).eval()
+        self.label_mean, self.label_std = state["label_mean"], state["label_std"]
+
     def mean_label_metrics(self, samples: Samples) -> dict[str, float]:
         """Metrics of always predicting the mean training label: the floor of learning nothing."""
         assert samples.labels is not None, "evaluation needs labels"

@@ -75,11 +75,14 @@ class Tracker:
     """
 
     flush_every = 500
+    flush_seconds = 15.0
+    """Queued metrics are written at least this often, so the UI follows a long fit."""
 
     def __init__(self, mlflow_client: MlflowClient | None, run_id: str | None) -> None:
         self.client = mlflow_client
         self.run_id = run_id
         self._metrics: list[Any] = []
+        self._flushed_at = time.monotonic()
 
     @classmethod
     def disabled(cls) -> Tracker:
@@ -104,7 +107,7 @@ class Tracker:
 
         stamp = int(time.time() * 1000)
         self._metrics.extend(Metric(key, float(value), stamp, step) for key, value in metrics.items())
-        if len(self._metrics) >= self.flush_every:
+        if len(self._metrics) >= self.flush_every or time.monotonic() - self._flushed_at > self.flush_seconds:
             self.flush()
 
     def log_image(self, image: np.ndarray, artifact_file: str) -> None:
@@ -136,3 +139,4 @@ class Tracker:
         for start in range(0, len(self._metrics), 1000):
             self.client.log_batch(self.run_id, metrics=self._metrics[start : start + 1000])
         self._metrics = []
+        self._flushed_at = time.monotonic()

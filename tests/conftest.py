@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# Fitted refiners and source models go to a throwaway cache, never the user's.
+os.environ["S2R_BENCH_CACHE"] = tempfile.mkdtemp(prefix="s2r-test-cache-")
 
 from sim2real_bench.registry import Registry  # noqa: E402
 

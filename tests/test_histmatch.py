@@ -14,7 +14,7 @@ from sim2real_bench.tracking import Tracker
 
 
 def fitted(config: HistMatchConfig, target: torch.Tensor) -> HistMatch:
-    refiner = HistMatch(config)
+    refiner = HistMatch(config, (1, 8, 8))
     context = FitContext(resolve_compute("cpu"), Tracker.disabled(), 0, Path("."), progress=False)
     refiner.fit(Samples(torch.zeros(1, 1, 8, 8)), Samples(target), context)
     return refiner
@@ -53,4 +53,4 @@ def test_reinhard_mode_matches_mean_and_std() -> None:
 ])
 def test_invalid_settings_are_clear_errors(config, message) -> None:
     with pytest.raises(ConfigError, match=message):
-        HistMatch(config)
+        HistMatch(config, (1, 8, 8))
