@@ -50,6 +50,25 @@ class ImageHistory:
             slots = torch.randint(self.capacity, (len(rest),), generator=self.generator).to(images.device)
             self.images[slots] = rest
 
+    def query(self, images: Tensor, swap_probability: float = 0.5) -> Tensor:
+        """CycleGAN's image pool (Zhu et al. 2017, Sec. 4): what the discriminator sees instead of ``images``.
+
+        Until full, each image is stored and returned as is; afterwards each is, with
+        ``swap_probability``, returned as a random stored image that it replaces.
+        """
+        images = images.detach()
+        returned = images.clone()
+        free = min(self.capacity - self.size, len(images))
+        self.push(images[:free])
+        rest = images[free:]
+        if len(rest):
+            swap = (torch.rand(len(rest), generator=self.generator) < swap_probability).nonzero().flatten()
+            slots = torch.randint(self.size, (len(swap),), generator=self.generator).to(images.device)
+            swap = swap.to(images.device)
+            returned[free + swap] = self.images[slots]
+            self.images[slots] = rest[swap]
+        return returned
+
     def sample(self, count: int) -> Tensor:
         """``count`` stored images drawn uniformly (with replacement)."""
         assert self.images is not None and self.size > 0, "the history is empty"
@@ -101,6 +120,8 @@ class FitMonitor:
     flat_streak: int = 0
     pinned_streak: int = 0
     checkpoint_hint: str = field(default="")
+    pinned_advice: str = "try a larger refiner learning rate or a smaller self-regularization weight"
+    """What the user can change when the discriminator wins outright (method-specific)."""
 
     def check_losses(self, step: int, losses: dict[str, float]) -> None:
         """Raise :class:`FitFailure` when any loss is NaN or infinite."""
@@ -126,8 +147,7 @@ class FitMonitor:
             raise FitFailure(
                 f"fit collapsed at step {step}: the discriminator has told real from refined images with "
                 f"{min(accuracy_real, accuracy_refined):.1%} accuracy for {self.patience} checks; "
-                f"the refiner no longer learns (try a larger refiner learning rate or a smaller "
-                f"self-regularization weight){self.checkpoint_hint}"
+                f"the refiner no longer learns ({self.pinned_advice}){self.checkpoint_hint}"
             )
 
 

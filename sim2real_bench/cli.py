@@ -45,6 +45,12 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("plugins", help="list loaded plugins with their distribution and version")
 
+    report = commands.add_parser("report", help="table of one task's runs: mean ± standard error over seeds")
+    report.add_argument("--experiment", default="gaze", help="MLflow experiment, i.e. the task name (default gaze)")
+    report.add_argument("--budget", default=DEFAULT_BUDGET, help=f"which runs to include (default {DEFAULT_BUDGET})")
+    report.add_argument("--format", default="markdown", choices=("markdown", "csv"))
+    report.add_argument("--tracking-uri", help="MLflow tracking URI (default: as for run)")
+
     preview = commands.add_parser("preview", help="write a grid of sample images of a dataset")
     preview.add_argument("dataset", help="dataset spec NAME[:ARG]")
     preview.add_argument("--out", required=True, type=Path, help="PNG file to write")
@@ -89,6 +95,16 @@ def _plugins(_: argparse.Namespace) -> None:
         print(f"{info.name:16s} {info.distribution} {info.version}".rstrip())
 
 
+def _report(args: argparse.Namespace) -> None:
+    from sim2real_bench import report
+
+    table = report.load(args.tracking_uri, args.experiment, args.budget)
+    if args.format == "csv":
+        print(table.to_csv(), end="")
+        return
+    print(report.markdown(table, report.headline_columns(table)))
+
+
 def _preview(args: argparse.Namespace) -> None:
     from PIL import Image
 
@@ -109,7 +125,7 @@ def _preview(args: argparse.Namespace) -> None:
     print(f"wrote {len(images)} {dataset.spec}/{args.split} images to {args.out}")
 
 
-COMMANDS = {"run": _run, "list": _list, "plugins": _plugins, "preview": _preview}
+COMMANDS = {"run": _run, "list": _list, "plugins": _plugins, "preview": _preview, "report": _report}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

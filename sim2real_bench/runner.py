@@ -215,19 +215,16 @@ def _peak_memory_mb(compute: Compute) -> float:
     return kilobytes / 1024 if sys.platform != "darwin" else kilobytes / 2**20
 
 
-def _identity(dataset: Dataset, split: str, size: int, seed: int) -> str:
-    return dataset.identity(split, size, seed)
-
-
-def fit_refiner(resolved: Plan, source: Samples, target: Samples, tracker: tracking.Tracker, watch: Stopwatch,
-                progress: bool) -> tuple[Refiner, str]:
+def fit_refiner(resolved: Plan, task: Task, source: Samples, target: Samples, tracker: tracking.Tracker,
+                watch: Stopwatch, progress: bool) -> tuple[Refiner, str]:
     """Fit the planned refiner, or restore it from the cache; return it and its fit key."""
     spec, data = resolved.spec, resolved.data
     refiner = resolved.refiner_class(resolved.refiner_config, resolved.source.image_shape)
     fit_key = cache.key(
         "fit", spec.refiner, dataclasses.asdict(resolved.refiner_config), sim2real_bench.__version__, spec.seed,
-        _identity(resolved.source, "train", data.source_train, spec.seed),
-        _identity(resolved.target, "train", data.target_train, spec.seed),
+        task.input_space(),
+        resolved.source.identity("train", data.source_train, spec.seed),
+        resolved.target.identity("train", data.target_train, spec.seed),
     )
     fit_dir = cache.cache_root() / "fits" / fit_key
     fitted = fit_dir / "refiner.pt"
@@ -263,7 +260,7 @@ def refined_training_set(resolved: Plan, refiner: Refiner, fit_key: str, source:
 def _source_model_path(resolved: Plan, source: Samples) -> Path:
     spec = resolved.spec
     model_key = cache.key("source-model", spec.task, dataclasses.asdict(resolved.task_config), spec.seed,
-                          sim2real_bench.__version__, _identity(resolved.source, "train", len(source), spec.seed))
+                          sim2real_bench.__version__, resolved.source.identity("train", len(source), spec.seed))
     return cache.cache_root() / "source-models" / f"{model_key}.pt"
 
 
@@ -311,7 +308,7 @@ def execute(resolved: Plan, tracker: tracking.Tracker, progress: bool = True) ->
     if resolved.is_reference:
         train = target_train
     else:
-        refiner, fit_key = fit_refiner(resolved, source_train, target_train, tracker, watch, progress)
+        refiner, fit_key = fit_refiner(resolved, task, source_train, target_train, tracker, watch, progress)
         if refiner.per_batch:
             train, transform = source_train, refiner.refine
         else:

@@ -80,6 +80,10 @@ class Task(ABC):
             images = kornia.enhance.equalize((images.float() + 1) / 2) * 2 - 1
         return images.contiguous(memory_format=torch.channels_last)
 
+    def input_space(self) -> str:
+        """What :meth:`preprocess` does, for cache keys of anything fitted on preprocessed images."""
+        return f"equalize={self.config.equalize}"
+
     def build_model(self) -> nn.Module:
         """The regressor, from timm's registry, never with downloaded weights."""
         channels, height, width = self.image_shape

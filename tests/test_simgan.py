@@ -15,7 +15,7 @@ from sim2real_bench.errors import ConfigError, FitFailure
 from sim2real_bench.plugins.adversarial import ImageHistory
 from sim2real_bench.plugins.eyes import SynthEyes, WebcamEyes
 from sim2real_bench.plugins.simgan.networks import PatchDiscriminator, RefinerNet
-from sim2real_bench.plugins.simgan.refiner import PAPER, SMOKE, SimGAN
+from sim2real_bench.plugins.simgan.refiner import PAPER, PAPER_HANDS, SMOKE, SimGAN
 from sim2real_bench.refiner import FitContext
 from sim2real_bench.tracking import Tracker
 
@@ -48,6 +48,12 @@ def test_discriminator_matches_the_paper() -> None:
     assert parameters(net) == (9 * 96 + 96) + (9 * 96 * 64 + 64) + (9 * 64 * 32 + 32) + (32 * 32 + 32) + (32 * 2 + 2)
     assert net(torch.zeros(2, *EYES)).shape == (2, 2, 7, 12)  # a map of per-patch logits
     assert not isinstance(net.layers[-1], nn.ReLU)  # logits are not rectified
+
+
+def test_hand_preset_builds_the_deeper_networks() -> None:
+    simgan = SimGAN(PAPER_HANDS, (1, 64, 64))
+    assert len(simgan.refiner.blocks) == 10 and simgan.refiner.stem[0].kernel_size == (7, 7)
+    assert simgan.discriminator(torch.zeros(1, 1, 64, 64)).shape[1] == 2
 
 
 def test_hand_layouts_follow_the_paper() -> None:
@@ -93,12 +99,12 @@ def test_self_regularization_alone_leaves_images_nearly_unchanged(domains, tmp_p
 def test_resume_continues_at_the_saved_step_with_the_same_state(domains, tmp_path: Path, monkeypatch) -> None:
     source, target = domains
     config = replace(SMOKE, checkpoint_every=3, steps=6)
-    straight = SimGAN(config, EYES)
     torch.manual_seed(0)
+    straight = SimGAN(config, EYES)
     straight.fit(source, target, context(tmp_path / "straight"))
 
-    interrupted = SimGAN(config, EYES)
     torch.manual_seed(0)
+    interrupted = SimGAN(config, EYES)
     calls = {"count": 0}
     step = SimGAN._refiner_step
 
@@ -115,8 +121,7 @@ def test_resume_continues_at_the_saved_step_with_the_same_state(domains, tmp_pat
     saved = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)
     assert saved["step"] == 6
 
-    resumed = SimGAN(config, EYES)
-    torch.manual_seed(0)
+    resumed = SimGAN(config, EYES)  # fresh weights: everything must come from the checkpoint
     resumed.fit(source, target, context(tmp_path / "resumed"))
     final = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)
     assert final["step"] == SMOKE.pretrain_refiner_steps + SMOKE.pretrain_discriminator_steps + 6

@@ -26,9 +26,10 @@ Presets: ``paper`` is the published eye setup (64 maps, 4 blocks, batch 512);
 ``quick`` fits a 2-core CPU in minutes: 32 maps, batch 64, a few hundred
 rounds, Adam, and ``input_skip`` (R predicts a correction added to its input,
 so it starts as the identity and the long self-regularization pretraining is
-unnecessary); ``smoke`` runs in seconds for tests. ``hands`` layouts follow the
-paper's depth setup (7x7 first conv, 10 blocks, the deeper discriminator); the
-``hand`` task selects them.
+unnecessary); ``smoke`` runs in seconds for tests. :data:`PAPER_HANDS` is the
+paper's depth setup (7x7 first conv, 10 blocks, the strided ``hands``
+discriminator); from the command line it is ``--set refiner.first_kernel=7
+--set refiner.blocks=10 --set refiner.discriminator_layout=hands``.
 """
 
 from __future__ import annotations
@@ -102,15 +103,17 @@ class SimGANConfig:
 
 PAPER = SimGANConfig()
 QUICK = replace(
-    PAPER, width=32, input_skip=True, optimizer="adam", lr_refiner=2e-4, lr_discriminator=2e-4, batch_size=64,
-    steps=600, pretrain_refiner_steps=0, pretrain_discriminator_steps=50, history_size=6400, grid_every=100,
-    checkpoint_every=50,
+    PAPER, width=32, input_skip=True, reg_weight=5.0, optimizer="adam", lr_refiner=2e-4, lr_discriminator=2e-4,
+    batch_size=64, steps=400, pretrain_refiner_steps=0, pretrain_discriminator_steps=50, history_size=6400,
+    grid_every=100, checkpoint_every=50,
 )
 SMOKE = replace(
     QUICK, width=8, blocks=1, discriminator_widths=(16, 16, 8, 8), batch_size=16, steps=6, k_g=1,
     pretrain_refiner_steps=2, pretrain_discriminator_steps=2, history_size=64, log_every=2, grid_every=4,
     checkpoint_every=3,
 )
+PAPER_HANDS = replace(PAPER, first_kernel=7, blocks=10, discriminator_layout="hands")
+"""The paper's hand-pose (NYU depth) networks; training settings as for the eyes."""
 PRESETS = {"smoke": SMOKE, "quick": QUICK, "paper": PAPER}
 assert set(PRESETS) == set(BUDGETS)
 

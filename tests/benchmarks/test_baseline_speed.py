@@ -1,0 +1,85 @@
+"""Throughput of the baseline refiners on 35x55 eyes, at their ``quick`` presets.
+
+Fit: one training step of ``cyclegan`` and ``cut`` (a generator and a
+discriminator update) at the preset's batch; ``extra_info["images_per_second"]``
+counts the source and target images a step draws, as the runner's
+``throughput/refiner_fit_img_s`` does. Refine: batches of 1024 through
+``cyclegan``'s and ``cut``'s generators and the training-free ``histmatch`` and
+``fda``, under inference mode and the machine's autocast as the runner refines.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from sim2real_bench.data import Samples
+from sim2real_bench.device import resolve_compute
+from sim2real_bench.plugins import cut, cyclegan
+from sim2real_bench.plugins.fda import FDA
+from sim2real_bench.plugins.histmatch import HistMatch
+from sim2real_bench.refiner import FitContext, Refiner
+from sim2real_bench.tracking import Tracker
+
+SHAPE = (1, 35, 55)
+REFINE_BATCH = 1024
+TRANSLATORS = {"cyclegan": (cyclegan.CycleGAN, cyclegan.QUICK), "cut": (cut.CUT, cut.QUICK)}
+TRAINING_FREE = {"histmatch": HistMatch, "fda": FDA}
+
+
+@pytest.fixture(scope="module")
+def images() -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    return (torch.rand(REFINE_BATCH, *SHAPE, generator=generator) * 2 - 1,
+            torch.rand(REFINE_BATCH, *SHAPE, generator=generator) * 2 - 1)
+
+
+def record(benchmark, images_per_call: int, precision: str) -> None:
+    benchmark.extra_info["precision"] = precision
+    benchmark.extra_info["images_per_second"] = images_per_call / benchmark.stats.stats.mean
+
+
+@pytest.mark.parametrize("method", sorted(TRANSLATORS))
+def test_fit_step(benchmark, method, images) -> None:
+    refiner_class, config = TRANSLATORS[method]
+    compute = resolve_compute("auto")
+    refiner = refiner_class(config, SHAPE)
+    refiner.to(compute.device)
+    optimizers = {group: torch.optim.Adam(parameters, lr=config.lr, betas=(config.beta1, config.beta2))
+                  for group, parameters in refiner.parameter_groups().items()}
+    batch = config.batch_size
+    source = images[0][:batch].to(compute.device).contiguous(memory_format=torch.channels_last)
+    target = images[1][:batch].to(compute.device).contiguous(memory_format=torch.channels_last)
+    benchmark.pedantic(refiner.train_step, args=(source, target, optimizers, compute), rounds=5, warmup_rounds=1)
+    record(benchmark, 2 * batch, compute.precision)
+
+
+def ready(name: str, images: tuple[torch.Tensor, torch.Tensor], compute) -> Refiner:
+    """A refiner to time: translators untrained (speed does not depend on weights), the others fitted."""
+    if name in TRANSLATORS:
+        refiner_class, config = TRANSLATORS[name]
+        refiner = refiner_class(config, SHAPE)
+    else:
+        refiner_class = TRAINING_FREE[name]
+        refiner = refiner_class(refiner_class.Config(), SHAPE)
+        context = FitContext(compute, Tracker.disabled(), 0, Path("."), progress=False)
+        refiner.fit(Samples(images[0]), Samples(images[1]), context)
+    refiner.to(compute.device)
+    return refiner
+
+
+@pytest.mark.parametrize("name", ["cyclegan", "cut", "histmatch", "fda"])
+def test_refine(benchmark, name, images) -> None:
+    compute = resolve_compute("auto")
+    refiner = ready(name, images, compute)
+    batch = images[0].to(compute.device)
+
+    @torch.inference_mode()
+    def refine() -> None:
+        with compute.autocast():
+            refiner.refine(batch)
+
+    benchmark.pedantic(refine, rounds=5, warmup_rounds=1)
+    record(benchmark, len(batch), compute.precision)

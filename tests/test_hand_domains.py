@@ -1,0 +1,107 @@
+"""The embedded hand domains and their renderer: shapes, ranges, determinism, labels."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from sim2real_bench.plugins.hands import KinectHands, SynthHands
+from sim2real_bench.plugins.hands.geometry import DEPTH_HALF_RANGE_MM, LABEL_NAMES
+from sim2real_bench.plugins.hands.render import render_capsules
+from sim2real_bench.plugins.hands.sensor import projector_shadow, quantize_disparity
+
+DOMAINS = [SynthHands("synth-hands"), KinectHands("kinect-hands")]
+ids = [d.name for d in DOMAINS]
+
+
+@pytest.fixture(scope="module", params=DOMAINS, ids=ids)
+def domain_and_samples(request) -> tuple:
+    domain = request.param
+    return domain, domain.load("test", 300, seed=0)
+
+
+def test_images_are_64x64_depth_in_range(domain_and_samples) -> None:
+    domain, samples = domain_and_samples
+    assert domain.image_shape == (1, 64, 64)
+    assert samples.images.shape == (300, 1, 64, 64)
+    assert samples.images.dtype == torch.float32
+    assert samples.images.min() >= -1 and samples.images.max() <= 1
+
+
+def test_every_image_shows_a_hand_nearer_than_the_background(domain_and_samples) -> None:
+    _, samples = domain_and_samples
+    assert ((samples.images < 0.5).flatten(1).float().mean(1) > 0.02).all()
+
+
+def test_labels_are_42_joint_major_values_inside_the_crop(domain_and_samples) -> None:
+    _, samples = domain_and_samples
+    joints = samples.labels.view(300, 14, 3)
+    assert samples.labels.shape == (300, 42) and len(LABEL_NAMES) == 42
+    assert joints[..., :2].min() >= 0 and joints[..., :2].max() <= 64
+    assert joints[..., 2].abs().max() < 1
+    assert joints[..., :2].std() > 5
+
+
+@pytest.mark.parametrize("domain", DOMAINS, ids=ids)
+def test_same_seed_gives_same_samples(domain) -> None:
+    first, second = domain.load("train", 64, seed=3), domain.load("train", 64, seed=3)
+    assert torch.equal(first.images, second.images) and torch.equal(first.labels, second.labels)
+
+
+@pytest.mark.parametrize("domain", DOMAINS, ids=ids)
+def test_other_seed_or_split_gives_other_samples(domain) -> None:
+    base = domain.load("train", 32, seed=0)
+    assert not torch.equal(base.labels, domain.load("train", 32, seed=1).labels)
+    assert not torch.equal(base.labels, domain.load("test", 32, seed=0).labels)
+
+
+def test_depth_at_a_joints_pixel_matches_its_label_depth() -> None:
+    # The surface at a joint's pixel is never behind the joint (joints lie inside their bones),
+    # and for most joints it is the joint's own bone, a few mm in front of it.
+    samples = SynthHands("synth-hands").load("test", 200, seed=0)
+    joints = samples.labels.view(-1, 14, 3)
+    u, v = joints[..., 0].long().clamp(0, 63), joints[..., 1].long().clamp(0, 63)
+    surface = samples.images[torch.arange(200).view(-1, 1), 0, v, u]
+    assert (surface <= joints[..., 2] + 5 / DEPTH_HALF_RANGE_MM).all()
+    assert ((joints[..., 2] - surface) < 20 / DEPTH_HALF_RANGE_MM).float().mean() > 0.7
+
+
+def test_both_domains_share_label_geometry() -> None:
+    synthetic, kinect = (d.load("test", 512, seed=0).labels.view(-1, 14, 3) for d in DOMAINS)
+    torch.testing.assert_close(synthetic.mean(0), kinect.mean(0), atol=1.5, rtol=0)
+    torch.testing.assert_close(synthetic.std(0), kinect.std(0), atol=1.0, rtol=0)
+
+
+def test_only_the_kinect_stand_in_shows_a_forearm_leaving_the_crop() -> None:
+    def touches_border(images: torch.Tensor) -> torch.Tensor:
+        border = torch.cat([images[..., 0, :], images[..., -1, :], images[..., :, 0], images[..., :, -1]], -1)
+        return (border < 1).flatten(1).any(1).float().mean()
+
+    synthetic, kinect = (d.load("test", 200, seed=0).images for d in DOMAINS)
+    assert touches_border(synthetic) == 0
+    assert touches_border(kinect) > 0.1
+
+
+def test_a_capsule_parallel_to_the_image_is_rendered_with_its_front_surface() -> None:
+    bones = torch.tensor([[[[10.0, 20.0, 50.0], [40.0, 20.0, 50.0]]]])
+    depth = render_capsules(bones, torch.full((1, 1, 2), 12.0), 32, 64, mm_per_pixel=4.0)
+    assert depth.shape == (1, 1, 32, 64)
+    assert depth[0, 0, 19, 25].item() == pytest.approx(50 - math.sqrt(144 - 0.25 * 16), abs=1e-3)
+    assert math.isinf(depth[0, 0, 5, 25].item()) and math.isinf(depth[0, 0, 20, 50].item())
+
+
+def test_disparity_quantization_coarsens_with_distance() -> None:
+    def step(distance: float) -> float:
+        values = quantize_disparity(torch.linspace(distance, distance + 100, 2000), 75.0, 0.125).unique()
+        return (values[1:] - values[:-1]).median().item()
+
+    assert 3.5 < step(1000) / step(500) < 4.5
+
+
+def test_projector_shadow_falls_beside_a_near_object_on_one_side() -> None:
+    depth = torch.full((1, 1, 8, 32), 1000.0)
+    depth[..., 12:20] = 600.0
+    shadow = projector_shadow(depth, torch.tensor([100.0]), baseline_mm=75.0)[0, 0, 0]
+    assert shadow[:12].any() and not shadow[12:].any()
