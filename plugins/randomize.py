@@ -12,8 +12,8 @@ training-batch transform, so no image is ever seen twice with the same draw.
 Only photometric augmentations are registered: a geometric one (flip, affine,
 crop) would move the eye or the hand without moving its label. The target is
 never looked at, so ``fit`` is a no-op: this is the baseline that needs no
-target images at all. kornia's ``RandomDissolving`` is left out on purpose: it
-downloads a Stable Diffusion pipeline.
+target images at all. kornia's diffusion-based dissolving augmentation is left
+out on purpose: it downloads a Stable Diffusion pipeline.
 """
 
 from __future__ import annotations
