@@ -119,9 +119,7 @@ def _preview(args: argparse.Namespace) -> None:
         raise DataError(f"folder {args.out.parent} does not exist; create it first")
     dataset = build_dataset(args.dataset, default_registry())
     images = dataset.load(args.split, args.count, args.seed).images
-    columns = 8
-    rows = [images[start : start + columns] for start in range(0, len(images) - len(images) % columns or len(images), columns)]
-    Image.fromarray(grid(rows)).save(args.out)
+    Image.fromarray(grid([images[start : start + 8] for start in range(0, len(images), 8)])).save(args.out)
     print(f"wrote {len(images)} {dataset.spec}/{args.split} images to {args.out}")
 
 
