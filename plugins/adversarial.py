@@ -20,6 +20,20 @@ from sim2real_bench import cache
 from sim2real_bench.errors import FitFailure
 
 
+@dataclass(frozen=True)
+class FitSchedule:
+    """Settings every adversarial fit shares: how often it logs, shows a grid and
+    checkpoints, and when its output counts as collapsed."""
+
+    log_every: int = 10
+    grid_every: int = 500
+    checkpoint_every: int = 100
+    min_std: float = 0.02
+    """Collapse: generated batches flatter than this (in [-1, 1] units) ..."""
+    collapse_patience: int = 50
+    """... or a discriminator right on every patch of both classes, for this many logged checks in a row."""
+
+
 class ImageHistory:
     """A pool of earlier generator outputs (Shrivastava et al. 2017, Sec. 2.3).
 

@@ -47,7 +47,8 @@ from sim2real_bench.config import BUDGETS
 from sim2real_bench.data import Samples
 from sim2real_bench.errors import ConfigError
 from sim2real_bench.images import grid
-from sim2real_bench.plugins.adversarial import BatchSampler, Checkpointer, FitMonitor, ImageHistory, accuracy
+from sim2real_bench.plugins.adversarial import (
+    BatchSampler, Checkpointer, FitMonitor, FitSchedule, ImageHistory, accuracy)
 from sim2real_bench.plugins.simgan.networks import DISCRIMINATOR_LAYOUTS, PatchDiscriminator, RefinerNet
 from sim2real_bench.refiner import FitContext, Refiner
 
@@ -57,7 +58,7 @@ OPTIMIZERS = ("sgd", "adam")
 
 
 @dataclass(frozen=True)
-class SimGANConfig:
+class SimGANConfig(FitSchedule):
     """Every setting of SimGAN; presets in :data:`PRESETS`."""
 
     width: int = 64
@@ -87,13 +88,6 @@ class SimGANConfig:
     history_size: int = 25_600
     history_fraction: float = 0.5
     """Share of each discriminator batch of refined images drawn from the history."""
-    log_every: int = 10
-    grid_every: int = 500
-    checkpoint_every: int = 100
-    min_std: float = 0.02
-    """Collapse: refined batches flatter than this (in [-1, 1] units) ..."""
-    collapse_patience: int = 50
-    """... or a discriminator perfect on both classes, for this many logged checks in a row."""
 
     @property
     def total_steps(self) -> int:

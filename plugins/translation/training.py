@@ -32,13 +32,13 @@ from sim2real_bench.data import Samples
 from sim2real_bench.device import Compute
 from sim2real_bench.errors import ConfigError
 from sim2real_bench.images import grid
-from sim2real_bench.plugins.adversarial import BatchSampler, Checkpointer, FitMonitor, ImageHistory
+from sim2real_bench.plugins.adversarial import BatchSampler, Checkpointer, FitMonitor, FitSchedule, ImageHistory
 from sim2real_bench.plugins.translation.networks import INITS, PatchDiscriminator, ResnetGenerator, init_weights
 from sim2real_bench.refiner import FitContext, Refiner
 
 
 @dataclass(frozen=True)
-class TranslationConfig:
+class TranslationConfig(FitSchedule):
     """Settings both unpaired translation GANs have (defaults: the authors')."""
 
     ngf: int = 64
@@ -62,10 +62,6 @@ class TranslationConfig:
     log_every: int = 50
     grid_every: int = 5000
     checkpoint_every: int = 1000
-    min_std: float = 0.02
-    """Collapse: translated batches flatter than this (in [-1, 1] units) ..."""
-    collapse_patience: int = 50
-    """... or a discriminator right on every real and translated patch, for this many logged checks in a row."""
 
     @property
     def total_steps(self) -> int:
