@@ -1,4 +1,4 @@
-"""The embedded eye domains: shapes, ranges, determinism, labels."""
+"""The embedded eye domains: shapes, ranges, labels (determinism: test_procedural_datasets.py)."""
 
 from __future__ import annotations
 
@@ -42,25 +42,6 @@ def test_labels_are_pitch_yaw_within_declared_ranges(domain_and_samples) -> None
     assert PITCH_RANGE[0] <= pitch.min() and pitch.max() <= PITCH_RANGE[1]
     assert YAW_RANGE[0] <= yaw.min() and yaw.max() <= YAW_RANGE[1]
     assert pitch.std() > 0.1 and yaw.std() > 0.15
-
-
-@pytest.mark.parametrize("domain", DOMAINS, ids=ids)
-def test_same_seed_gives_same_samples(domain) -> None:
-    first, second = domain.load("train", 100, seed=3), domain.load("train", 100, seed=3)
-    assert torch.equal(first.images, second.images) and torch.equal(first.labels, second.labels)
-
-
-@pytest.mark.parametrize("domain", DOMAINS, ids=ids)
-def test_other_seed_or_split_gives_other_samples(domain) -> None:
-    base = domain.load("train", 50, seed=0)
-    assert not torch.equal(base.labels, domain.load("train", 50, seed=1).labels)
-    assert not torch.equal(base.labels, domain.load("test", 50, seed=0).labels)
-
-
-@pytest.mark.parametrize("domain", DOMAINS, ids=ids)
-def test_first_samples_do_not_depend_on_the_size_asked(domain) -> None:
-    small, large = domain.load("train", 10, seed=0), domain.load("train", 1500, seed=0)
-    assert torch.equal(small.images, large.images[:10])
 
 
 def test_both_domains_share_label_geometry() -> None:
