@@ -18,6 +18,7 @@ from sim2real_bench.device import DEVICES, PRECISIONS
 from sim2real_bench.errors import ConfigError, DataError, S2RError
 from sim2real_bench.registry import KINDS, default_registry
 from sim2real_bench.runner import ORACLE
+from sim2real_bench.sweep import DEFAULT_EXPERIMENT
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,16 +30,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--refiner", required=True, help=f"refiner name, or '{ORACLE}' for the labeled-target reference")
     run.add_argument("--task", required=True, help="task name, e.g. gaze")
     run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--budget", default=DEFAULT_BUDGET, help=f"one of {', '.join(BUDGETS)} (default {DEFAULT_BUDGET})")
-    run.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICES)}")
-    run.add_argument("--precision", default="auto", help=f"one of {', '.join(PRECISIONS)}")
-    run.add_argument("--source", help="source dataset spec NAME[:ARG] (default: the task's)")
-    run.add_argument("--target", help="target dataset spec NAME[:ARG] (default: the task's)")
-    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
-                     help="override a setting, e.g. --set task.epochs=2 (repeatable)")
-    run.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///./mlflow.db)")
+    run.add_argument("--experiment", help="MLflow experiment (default: the task's name)")
+    _add_combination_options(run)
     run.add_argument("--json", action="store_true", help="print one JSON object on stdout; everything else goes to stderr")
-    run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+    sweep = commands.add_parser("sweep", help="run every (refiner, task, seed) not yet finished, under one parent run")
+    sweep.add_argument("--refiners", default="all", help="comma-separated refiner names, or 'all' (default)")
+    sweep.add_argument("--tasks", default="all", help="comma-separated task names, or 'all' (default)")
+    sweep.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
+    sweep.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help=f"MLflow experiment (default {DEFAULT_EXPERIMENT})")
+    _add_combination_options(sweep)
 
     listing = commands.add_parser("list", help="list registered refiners, datasets and tasks")
     listing.add_argument("kind", nargs="?", choices=KINDS, help="only this kind")
@@ -60,6 +61,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_combination_options(parser: argparse.ArgumentParser) -> None:
+    """The options ``run`` and ``sweep`` share: budget, data, compute, overrides, tracking."""
+    parser.add_argument("--budget", default=DEFAULT_BUDGET, help=f"one of {', '.join(BUDGETS)} (default {DEFAULT_BUDGET})")
+    parser.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICES)}")
+    parser.add_argument("--precision", default="auto", help=f"one of {', '.join(PRECISIONS)}")
+    parser.add_argument("--source", help="source dataset spec NAME[:ARG] (default: the task's)")
+    parser.add_argument("--target", help="target dataset spec NAME[:ARG] (default: the task's)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                        help="override a setting, e.g. --set task.epochs=2 (repeatable)")
+    parser.add_argument("--tracking-uri",
+                        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///./mlflow.db)")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
 def _run(args: argparse.Namespace) -> None:
     from sim2real_bench.runner import RunSpec, result_json, run
 
@@ -69,7 +84,7 @@ def _run(args: argparse.Namespace) -> None:
     )
     redirect = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
     with redirect:
-        result = run(spec, tracking_uri=args.tracking_uri, progress=not args.no_progress)
+        result = run(spec, tracking_uri=args.tracking_uri, progress=not args.no_progress, experiment=args.experiment)
     if args.json:
         print(result_json(result))
         return
@@ -77,6 +92,22 @@ def _run(args: argparse.Namespace) -> None:
     print(f"{args.refiner}{role} on {args.task}, seed {args.seed}, budget {args.budget}: run {result.run_id}")
     for name, value in sorted(result.metrics.items()):
         print(f"  {name:36s} {value:12.4f}")
+
+
+def _sweep(args: argparse.Namespace) -> None:
+    from sim2real_bench.runner import RunSpec
+    from sim2real_bench.sweep import sweep
+
+    template = RunSpec(
+        refiner=ORACLE, task="", budget=args.budget, device=args.device, precision=args.precision,
+        source=args.source, target=args.target, overrides=tuple(args.overrides),
+    )
+    result = sweep(template, args.refiners, args.tasks, args.seeds, args.tracking_uri, args.experiment,
+                   progress=not args.no_progress)
+    print(f"sweep run {result.parent_run_id}: {len(result.ran)} ran, {len(result.skipped)} finished before, "
+          f"{len(result.failed)} failed")
+    if result.failed:
+        raise S2RError(f"{len(result.failed)} combination(s) failed; see the lines above and rerun to retry them")
 
 
 def _list(args: argparse.Namespace) -> None:
@@ -123,7 +154,7 @@ def _preview(args: argparse.Namespace) -> None:
     print(f"wrote {len(images)} {dataset.spec}/{args.split} images to {args.out}")
 
 
-COMMANDS = {"run": _run, "list": _list, "plugins": _plugins, "preview": _preview, "report": _report}
+COMMANDS = {"run": _run, "sweep": _sweep, "list": _list, "plugins": _plugins, "preview": _preview, "report": _report}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

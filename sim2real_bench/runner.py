@@ -34,6 +34,7 @@ from sim2real_bench.data import Dataset, Samples, parse_spec
 from sim2real_bench.device import Compute, resolve_compute, seed_everything
 from sim2real_bench.errors import ConfigError, DataError, S2RError
 from sim2real_bench.images import grid
+from sim2real_bench.realism import realism
 from sim2real_bench.refiner import FitContext, Refiner
 from sim2real_bench.registry import Registry, default_registry
 from sim2real_bench.task import Task
@@ -42,6 +43,9 @@ ORACLE = "oracle"
 """The reference row trained on labeled target images (never a refiner)."""
 IDENTITY = "none"
 """The refiner that changes nothing: its task model is the source-trained model."""
+STRIP_IMAGES = 8
+"""Images in each run's ``samples/strip.png``: the first source test images as the
+run's refiner leaves them (``oracle``: target images), for side-by-side grids."""
 
 
 @dataclass(frozen=True)
@@ -279,10 +283,9 @@ def source_model(resolved: Plan, source: Samples, progress: bool) -> Task:
     return task
 
 
-def label_shift(task: Task, refiner: Refiner, images: torch.Tensor, compute: Compute) -> dict[str, float]:
+def label_shift(task: Task, synthetic: torch.Tensor, refined: torch.Tensor, compute: Compute) -> dict[str, float]:
     """How far a source-trained model's predictions move between synthetic images and their refined versions."""
-    refined = refine_all(refiner, images, compute, progress=False)
-    moved = task.metrics(task.predict(refined, compute), task.predict(images, compute))
+    moved = task.metrics(task.predict(refined, compute), task.predict(synthetic, compute))
     return {f"label_shift/{name}": value for name, value in moved.items()}
 
 
@@ -327,12 +330,24 @@ def execute(resolved: Plan, tracker: tracking.Tracker, progress: bool = True) ->
             metrics.update({f"{split_name}/{k}": v for k, v in task.evaluate(split, compute).items()})
         metrics.update({f"mean_label/{k}": v for k, v in task.mean_label_metrics(target_test).items()})
         evaluation["images"] = len(target_test) + len(source_test)
-    if not resolved.is_reference:
-        probe = task if spec.refiner == IDENTITY else source_model(resolved, source_train, progress)
-        metrics.update(label_shift(probe, refiner, source_test.images, compute))
+    probe = task if spec.refiner == IDENTITY else source_model(resolved, source_train, progress)
+    if resolved.is_reference:
+        candidate = target_train.images[: len(target_test)]
+    else:
+        candidate = refine_all(refiner, source_test.images, compute, progress=False)
+        metrics.update(label_shift(probe, source_test.images, candidate, compute))
+    tracker.log_image(grid([candidate[:STRIP_IMAGES]]), "samples/strip.png")
+    with watch.stage("realism"):
+        metrics.update(realism(candidate, target_test.images, lambda images: probe.features(images, compute),
+                               compute, spec.seed))
     metrics.update(watch.metrics)
     metrics["memory/peak_mb"] = _peak_memory_mb(compute)
     return metrics
+
+
+def combination_key(resolved: Plan) -> str:
+    """A combination's identity: the hash of its resolved config (a sweep skips keys already finished)."""
+    return cache.key("combination", resolved.config(), sim2real_bench.__version__)
 
 
 def run(
@@ -340,21 +355,31 @@ def run(
     registry: Registry | None = None,
     tracking_uri: str | None = None,
     progress: bool = True,
+    experiment: str | None = None,
+    tags: dict[str, str] | None = None,
+    resolved: Plan | None = None,
 ) -> RunResult:
-    """Plan, execute and log one combination; the MLflow run is marked FAILED on error."""
-    resolved = plan(spec, registry)
+    """Plan, execute and log one combination; the MLflow run is marked FAILED on error.
+
+    Runs go to the MLflow experiment named after the task unless ``experiment``
+    says otherwise; ``tags`` are added to the run's own (a sweep nests its runs
+    with ``mlflow.parentRunId``). ``resolved`` skips planning when the caller has done it.
+    """
+    resolved = resolved or plan(spec, registry)
     uri = tracking.resolve_tracking_uri(tracking_uri)
     tracking.check_tracking_uri(uri)
     client = tracking.client(uri)
-    experiment = tracking.experiment_id(client, spec.task)
+    experiment_id = tracking.experiment_id(client, experiment or spec.task)
     config = resolved.config()
     run_name = f"{spec.refiner}-{spec.task}-s{spec.seed}-{spec.budget}"
-    mlflow_run = client.create_run(experiment, run_name=run_name, tags={
+    mlflow_run = client.create_run(experiment_id, run_name=run_name, tags={
         "s2r.refiner": spec.refiner,
         "s2r.role": config["role"],
         "s2r.task": spec.task,
         "s2r.budget": spec.budget,
         "s2r.seed": str(spec.seed),
+        "s2r.combination": combination_key(resolved),
+        **(tags or {}),
     })
     run_id = mlflow_run.info.run_id
     tracker = tracking.Tracker(client, run_id)

@@ -159,6 +159,22 @@ class Task(ABC):
             outputs.append(output.float().cpu())
         return torch.cat(outputs) * self.label_std + self.label_mean
 
+    @torch.inference_mode()
+    def features(self, images: Tensor, compute: Compute) -> Tensor:
+        """The regressor's last hidden layer for a block of images (timm's ``pre_logits``), computed in batches.
+
+        A source-trained regressor's features are the embedding the realism
+        metrics (KID) compare domains in: no network is downloaded for them.
+        """
+        assert self.model is not None, "fit the task before asking for features"
+        outputs = []
+        for start in range(0, len(images), self.config.eval_batch_size):
+            batch = self.preprocess(images[start : start + self.config.eval_batch_size].to(compute.device))
+            with compute.autocast():
+                output = self.model.forward_head(self.model.forward_features(batch), pre_logits=True)
+            outputs.append(output.float().flatten(1).cpu())
+        return torch.cat(outputs)
+
     def evaluate(self, samples: Samples, compute: Compute) -> dict[str, float]:
         """Metrics of the fitted regressor on a labeled split."""
         assert samples.labels is not None, "evaluation needs labels"

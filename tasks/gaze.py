@@ -5,7 +5,7 @@ first (``TaskConfig.equalize``), as gaze pipelines on MPIIGaze's equalized crops
 do: the regressor is blind to global intensity, so what a refiner must fix is
 structure and texture (``results/calibration.md`` measures what happens without it). The paper's headline metrics are
 the mean angular error in degrees between 3D gaze vectors and the share of
-images within 7 degrees.
+images within 7 degrees; ``within_{t}deg`` for t = 0..20 is the error curve.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from sim2real_bench.hookspecs import Register
 from sim2real_bench.task import Task, TaskConfig
 from sim2real_bench.tasks import models  # noqa: F401  (registers the timm models)
 
-WITHIN_DEGREES = 7.0
+CURVE_DEGREES = range(21)
+"""Thresholds of the error curve ``within_{t}deg``; ``within_7deg`` is the paper's headline share."""
 
 
 def gaze_vector(angles: Tensor) -> Tensor:
@@ -50,11 +51,9 @@ class GazeTask(Task):
 
     def metrics(self, prediction: Tensor, target: Tensor) -> dict[str, float]:
         errors = angular_error(prediction, target)
-        return {
-            "angular_error": errors.mean().item(),
-            "median_angular_error": errors.median().item(),
-            "within_7deg": (errors <= WITHIN_DEGREES).float().mean().item() * 100,
-        }
+        scores = {"angular_error": errors.mean().item(), "median_angular_error": errors.median().item()}
+        scores.update({f"within_{t}deg": (errors <= t).float().mean().item() * 100 for t in CURVE_DEGREES})
+        return scores
 
 
 @hookimpl

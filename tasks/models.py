@@ -54,9 +54,17 @@ class ConvRegressor(nn.Module):
             nn.Linear(hidden, num_classes),
         )
 
+    def forward_features(self, images: Tensor) -> Tensor:
+        """The convolutional feature map (timm's name for this stage)."""
+        return self.features(images)
+
+    def forward_head(self, features: Tensor, pre_logits: bool = False) -> Tensor:
+        """Labels from a feature map, or with ``pre_logits`` the hidden layer before them (as in timm)."""
+        return self.head[:-1](features) if pre_logits else self.head(features)
+
     def forward(self, images: Tensor) -> Tensor:
         """Regress labels from ``(N, C, H, W)`` images."""
-        return self.head(self.features(images))
+        return self.forward_head(self.forward_features(images))
 
 
 def _build(pretrained: bool, **kwargs: Any) -> ConvRegressor:
