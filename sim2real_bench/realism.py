@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from sim2real_bench.device import Compute
 
-CLASSIFIER_STEPS = 300
+CLASSIFIER_STEPS = 200
 CLASSIFIER_BATCH = 128
 KID_SUBSETS = 20
 KID_SUBSET_SIZE = 1000

@@ -18,11 +18,13 @@ source-trained model it caches (for label shift and the realism features).
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from sim2real_bench import cache, tracking
+from sim2real_bench.config import preset
 from sim2real_bench.errors import ConfigError, S2RError
 from sim2real_bench.registry import Registry, default_registry
 from sim2real_bench.runner import IDENTITY, ORACLE, Plan, RunSpec, combination_key, plan, run
@@ -85,15 +87,39 @@ def refiner_names(registry: Registry) -> list[str]:
     return [IDENTITY, ORACLE, *others]
 
 
+def _refiner_overrides(template: RunSpec, refiners: Sequence[str], registry: Registry) -> dict[str, tuple[str, ...]]:
+    """Each refiner's share of the ``refiner.*`` overrides: those naming a field of its config.
+
+    Refiners have different settings, so ``--set refiner.steps=600`` in a sweep
+    means "for the refiners that have steps"; one that no refiner has is a typo.
+    """
+    general = tuple(item for item in template.overrides if not item.startswith("refiner."))
+    specific = [item for item in template.overrides if item.startswith("refiner.")]
+    shares: dict[str, tuple[str, ...]] = {}
+    used: set[str] = set()
+    for refiner in refiners:
+        fields = set() if refiner == ORACLE else {
+            field.name for field in dataclasses.fields(preset(registry.get("refiners", refiner).presets, template.budget))}
+        mine = tuple(item for item in specific if item.removeprefix("refiner.").split("=", 1)[0] in fields)
+        used.update(mine)
+        shares[refiner] = general + mine
+    unused = [item for item in specific if item not in used]
+    if unused:
+        raise ConfigError(f"no refiner of this sweep has the setting(s) {', '.join(unused)}; "
+                          "see `s2r-bench run --help` and the refiner's config")
+    return shares
+
+
 def combinations(template: RunSpec, refiners: Sequence[str], tasks: Sequence[str], seeds: Sequence[int],
                  registry: Registry) -> list[Combination]:
     """Plan every combination up front, so a typo fails before hours of work, not after."""
     ordered = sorted(refiners, key=lambda name: name != IDENTITY)
+    overrides = _refiner_overrides(template, ordered, registry)
     planned = []
     for task in tasks:
         for seed in seeds:
             for refiner in ordered:
-                spec = replace(template, refiner=refiner, task=task, seed=seed)
+                spec = replace(template, refiner=refiner, task=task, seed=seed, overrides=overrides[refiner])
                 resolved = plan(spec, registry)
                 planned.append(Combination(spec, resolved, combination_key(resolved)))
     return planned
