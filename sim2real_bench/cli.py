@@ -20,6 +20,9 @@ from sim2real_bench.registry import KINDS, default_registry
 from sim2real_bench.runner import ORACLE
 from sim2real_bench.sweep import DEFAULT_EXPERIMENT
 
+FORMATS = ("markdown", "csv", "html")
+SUFFIXES = {"markdown": "md", "csv": "csv", "html": "html"}
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="s2r-bench", description="Sim-to-real refinement benchmark.")
@@ -46,11 +49,18 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("plugins", help="list loaded plugins with their distribution and version")
 
-    report = commands.add_parser("report", help="table of one task's runs: mean ± standard error over seeds")
-    report.add_argument("--experiment", default="gaze", help="MLflow experiment, i.e. the task name (default gaze)")
+    report = commands.add_parser("report", help="one table per task: mean ± standard error over seeds per refiner")
+    report.add_argument("--experiment", help="MLflow experiment to read (default: all of them)")
+    report.add_argument("--task", help="only this task (default: every task with runs)")
     report.add_argument("--budget", default=DEFAULT_BUDGET, help=f"which runs to include (default {DEFAULT_BUDGET})")
-    report.add_argument("--format", default="markdown", choices=("markdown", "csv"))
+    report.add_argument("--format", default="markdown", choices=FORMATS)
+    report.add_argument("--out", type=Path, help="write TASK.<format> and the PNG plots into this folder")
     report.add_argument("--tracking-uri", help="MLflow tracking URI (default: as for run)")
+
+    ui = commands.add_parser("ui", help="start the MLflow UI on the project's tracking store")
+    ui.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--tracking-uri", help="MLflow tracking URI (default: as for run)")
 
     preview = commands.add_parser("preview", help="write a grid of sample images of a dataset")
     preview.add_argument("dataset", help="dataset spec NAME[:ARG]")
@@ -127,13 +137,49 @@ def _plugins(_: argparse.Namespace) -> None:
 
 
 def _report(args: argparse.Namespace) -> None:
-    from sim2real_bench import report
+    from sim2real_bench import plots, report, tracking
 
-    table = report.load(args.tracking_uri, args.experiment, args.budget)
-    if args.format == "csv":
-        print(table.to_csv(), end="")
-        return
-    print(report.markdown(table, report.headline_columns(table)))
+    if args.out is not None and not args.out.parent.is_dir():
+        raise ConfigError(f"--out {args.out}: folder {args.out.parent} does not exist; create it first")
+    uri = tracking.resolve_tracking_uri(args.tracking_uri)
+    runs, tables = report.load(uri, args.experiment, args.budget)
+    if args.task is not None:
+        if args.task not in tables:
+            raise ConfigError(f"no finished {args.budget!r} runs of task {args.task!r}; tasks with runs: "
+                              f"{', '.join(tables)}")
+        tables = {args.task: tables[args.task]}
+    registry = default_registry()
+    client = tracking.client(uri)
+    for task, table in tables.items():
+        headline = registry.get("tasks", task).headline_metrics if task in registry.entries("tasks") else ()
+        text = report.render(table, report.headline_columns(table, headline), args.format)
+        if args.out is None:
+            print(f"## {task}\n\n{text}\n" if args.format == "markdown" else text)
+            continue
+        args.out.mkdir(exist_ok=True)
+        written = [args.out / f"{task}.{SUFFIXES[args.format]}"]
+        written[0].write_text(text + "\n")
+        task_runs = runs[runs["params.task"] == task]
+        primary = f"target/{table.attrs['primary_metric']}"
+        bars = args.out / f"{task}-{table.attrs['primary_metric']}.png"
+        plots.metric_bars(table, primary, bars, f"{task}: {primary}, mean ± s.e. over seeds")
+        written.append(bars)
+        curve = args.out / f"{task}-error-curve.png"
+        if plots.error_curves(task_runs, curve, f"{task}: error curve"):
+            written.append(curve)
+        samples = args.out / f"{task}-refiners.png"
+        if plots.refiner_grid(client, task_runs, list(table.index), samples, f"{task}: the same images per refiner"):
+            written.append(samples)
+        print(f"{task}: wrote " + ", ".join(str(path) for path in written))
+
+
+def _ui(args: argparse.Namespace) -> None:
+    from sim2real_bench import tracking
+
+    uri = tracking.resolve_tracking_uri(args.tracking_uri)
+    tracking.check_tracking_uri(uri)
+    print(f"MLflow UI for {uri} at http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
+    tracking.serve_ui(uri, args.host, args.port)
 
 
 def _preview(args: argparse.Namespace) -> None:
@@ -154,7 +200,7 @@ def _preview(args: argparse.Namespace) -> None:
     print(f"wrote {len(images)} {dataset.spec}/{args.split} images to {args.out}")
 
 
-COMMANDS = {"run": _run, "sweep": _sweep, "list": _list, "plugins": _plugins, "preview": _preview, "report": _report}
+COMMANDS = {"run": _run, "sweep": _sweep, "ui": _ui, "list": _list, "plugins": _plugins, "preview": _preview, "report": _report}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

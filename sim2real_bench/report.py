@@ -9,6 +9,7 @@ agree. *Gap closed* is computed per seed, paired with the ``none`` and
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import pandas as pd
 
@@ -17,20 +18,35 @@ from sim2real_bench.errors import ConfigError
 from sim2real_bench.runner import IDENTITY, ORACLE
 
 
-def finished_runs(tracking_uri: str, experiment: str, budget: str) -> pd.DataFrame:
-    """The latest finished run of every (refiner, seed) of ``experiment`` at ``budget``."""
+def finished_runs(tracking_uri: str, experiment: str | None, budget: str) -> pd.DataFrame:
+    """The latest finished run of every (task, refiner, seed) at ``budget``, in ``experiment`` or in all of them.
+
+    Sweep parent runs hold no result and are left out.
+    """
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)
-    if mlflow.get_experiment_by_name(experiment) is None:
-        raise ConfigError(f"no experiment {experiment!r} in {tracking_uri}; run `s2r-bench run --task {experiment}` first")
+    if experiment is None:
+        names = [found.name for found in mlflow.search_experiments()]
+    elif mlflow.get_experiment_by_name(experiment) is None:
+        raise ConfigError(f"no experiment {experiment!r} in {tracking_uri}; run `s2r-bench run` or `s2r-bench sweep` "
+                          "first, or pass --experiment with one that exists")
+    else:
+        names = [experiment]
     runs = mlflow.search_runs(
-        experiment_names=[experiment], filter_string=f"attributes.status = 'FINISHED' and params.budget = '{budget}'",
+        experiment_names=names, filter_string=f"attributes.status = 'FINISHED' and params.budget = '{budget}'",
         order_by=["attributes.start_time DESC"],
-    )
-    if runs.empty:
-        raise ConfigError(f"no finished {budget!r} runs in experiment {experiment!r} of {tracking_uri}")
-    return runs.drop_duplicates(subset=["params.refiner", "params.seed"], keep="first")
+    ) if names else pd.DataFrame()
+    where = f"experiment {experiment!r}" if experiment else "any experiment"
+    if runs.empty or "params.refiner" not in runs:
+        raise ConfigError(f"no finished {budget!r} runs in {where} of {tracking_uri}")
+    runs = runs[runs["params.refiner"].notna()]
+    return runs.drop_duplicates(subset=["params.task", "params.refiner", "params.seed"], keep="first")
+
+
+def tables(runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """One summarized table per task, by task name."""
+    return {task: summarize(group) for task, group in sorted(runs.groupby("params.task"))}
 
 
 def _mean_se(values: pd.Series) -> tuple[float, float]:
@@ -68,30 +84,64 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     return table.loc[[name for name in order if name in table.index]]
 
 
-def headline_columns(table: pd.DataFrame) -> list[str]:
-    """The columns a leaderboard shows: target metrics, source and label shift of the primary one, gap, fit time."""
+STAGES = ("refiner_fit", "refine", "task_train", "eval")
+
+
+def headline_columns(table: pd.DataFrame, headline: Sequence[str] = ()) -> list[str]:
+    """What a leaderboard shows: the task's headline target metrics (its primary one when none are given),
+    source error, gap closed, label shift, realism and the throughput of every stage."""
     primary = table.attrs["primary_metric"]
-    target = [f"target/{primary}"] + sorted(
-        c for c in table.columns if c.startswith("target/") and not c.endswith(" se") and c != f"target/{primary}")
-    rest = [f"source/{primary}", f"label_shift/{primary}", f"mean_label/{primary}", "gap_closed", "time/refiner_fit_s"]
-    return target + [c for c in rest if c in table.columns]
+    target = [f"target/{name}" for name in dict.fromkeys([primary, *headline])]
+    rest = [f"source/{primary}", "gap_closed", f"label_shift/{primary}", "realism/classifier_accuracy", "realism/kid",
+            *(f"throughput/{stage}_img_s" for stage in STAGES), "time/refiner_fit_s"]
+    return [c for c in target + rest if c in table.columns]
+
+
+def _number(value: float) -> str:
+    return f"{value:.2f}" if value == 0 or abs(value) >= 0.1 else f"{value:.2g}"
+
+
+def cell(row: pd.Series, column: str) -> str:
+    """``mean ± se`` of ``column`` in a summarized row; empty when the metric was not logged."""
+    mean, se = row.get(column, math.nan), row.get(f"{column} se", math.nan)
+    if pd.isna(mean):
+        return ""
+    return _number(mean) + ("" if pd.isna(se) else f" ± {_number(se)}")
+
+
+def display_name(refiner: str, row: pd.Series) -> str:
+    """The refiner as a leaderboard names it: the reference row is marked."""
+    return f"{refiner} (reference)" if row["role"] == "reference" else refiner
+
+
+def formatted(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """``table`` as text cells, one ``mean ± se`` per column: what markdown and HTML show."""
+    rows = {display_name(refiner, row): {"seeds": row["seeds"], **{c: cell(row, c) for c in columns}}
+            for refiner, row in table.iterrows()}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("refiner")
 
 
 def markdown(table: pd.DataFrame, columns: list[str]) -> str:
     """A markdown table of ``mean ± se`` cells for ``columns``."""
-    header = "| refiner | seeds | " + " | ".join(columns) + " |"
-    lines = [header, "|" + "---|" * (len(columns) + 2)]
-    for refiner, row in table.iterrows():
-        name = f"{refiner} (reference)" if row["role"] == "reference" else refiner
-        cells = []
-        for column in columns:
-            mean, se = row.get(column, math.nan), row.get(f"{column} se", math.nan)
-            cells.append("" if pd.isna(mean) else f"{mean:.2f}" + ("" if pd.isna(se) else f" ± {se:.2f}"))
-        lines.append(f"| {name} | {row['seeds']} | " + " | ".join(cells) + " |")
+    text = formatted(table, columns)
+    lines = ["| refiner | seeds | " + " | ".join(columns) + " |", "|" + "---|" * (len(columns) + 2)]
+    lines += [f"| {name} | " + " | ".join(str(value) for value in row) + " |" for name, row in text.iterrows()]
     return "\n".join(lines)
 
 
-def load(tracking_uri: str | None, experiment: str, budget: str) -> pd.DataFrame:
-    """Summarize an experiment of the tracking store."""
-    uri = tracking.resolve_tracking_uri(tracking_uri)
-    return summarize(finished_runs(uri, experiment, budget))
+def html(table: pd.DataFrame, columns: list[str]) -> str:
+    """An HTML table of ``mean ± se`` cells for ``columns``."""
+    return formatted(table, columns).to_html()
+
+
+def render(table: pd.DataFrame, columns: list[str], output_format: str) -> str:
+    """A summarized table as ``markdown``, ``html`` or ``csv`` (CSV keeps every column, as numbers)."""
+    if output_format == "csv":
+        return table.to_csv()
+    return markdown(table, columns) if output_format == "markdown" else html(table, columns)
+
+
+def load(tracking_uri: str | None, experiment: str | None, budget: str) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """The finished runs of the tracking store and their summary table per task."""
+    runs = finished_runs(tracking.resolve_tracking_uri(tracking_uri), experiment, budget)
+    return runs, tables(runs)

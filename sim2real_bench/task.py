@@ -57,6 +57,8 @@ class Task(ABC):
     primary_metric: ClassVar[str]
     """The metric the benchmark ranks by, as named in :meth:`metrics`."""
     lower_is_better: ClassVar[bool] = True
+    headline_metrics: ClassVar[tuple[str, ...]] = ()
+    """Metrics of :meth:`metrics` that leaderboards show besides the primary one."""
 
     def __init__(self, config: TaskConfig, image_shape: tuple[int, int, int], label_dim: int) -> None:
         self.config = config

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -140,3 +142,19 @@ class Tracker:
             self.client.log_batch(self.run_id, metrics=self._metrics[start : start + 1000])
         self._metrics = []
         self._flushed_at = time.monotonic()
+
+
+def serve_ui(uri: str, host: str, port: int) -> None:
+    """Run ``mlflow ui`` on ``uri`` until interrupted.
+
+    One worker and no job execution: the UI only reads the store, and MLflow's
+    job runner would start background processes a local benchmark store never needs.
+    """
+    environment = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+               "--host", host, "--port", str(port), "--workers", "1"]
+    try:
+        subprocess.run(command, env=environment, check=True)
+    except subprocess.CalledProcessError as error:
+        raise TrackingError(f"the MLflow UI exited with status {error.returncode} (is port {port} free? "
+                            "pass --port)") from error

@@ -43,6 +43,7 @@ class GazeTask(Task):
     default_source: ClassVar[str] = "synth-eyes"
     default_target: ClassVar[str] = "webcam-eyes"
     primary_metric: ClassVar[str] = "angular_error"
+    headline_metrics: ClassVar[tuple[str, ...]] = ("within_7deg",)
     presets: ClassVar[dict[str, TaskConfig]] = {
         "smoke": TaskConfig(model="s2r_cnn_small", epochs=1, batch_size=64, lr=2e-3, equalize=True, log_every=2),
         "quick": TaskConfig(model="s2r_cnn_small", epochs=4, batch_size=128, lr=2e-3, equalize=True),

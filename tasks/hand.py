@@ -48,6 +48,7 @@ class HandTask(Task):
     default_source: ClassVar[str] = "synth-hands"
     default_target: ClassVar[str] = "kinect-hands"
     primary_metric: ClassVar[str] = "joint_error_px"
+    headline_metrics: ClassVar[tuple[str, ...]] = ("within_5px", "joint_error_mm")
     presets: ClassVar[dict[str, TaskConfig]] = {
         "smoke": TaskConfig(model="s2r_cnn_small", epochs=1, batch_size=64, lr=2e-3, log_every=2),
         "quick": TaskConfig(model="s2r_cnn_small", epochs=3, batch_size=128, lr=2e-3),

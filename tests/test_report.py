@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
+
+import numpy as np
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from sim2real_bench.errors import ConfigError
+from sim2real_bench.cli import main
 from sim2real_bench.report import finished_runs, headline_columns, markdown, summarize
 
 ERRORS = {  # refiner -> target angular error per seed 0, 1, 2
@@ -24,15 +28,21 @@ def store(tracking_uri: str) -> str:
     for refiner, errors in ERRORS.items():
         for seed, error in enumerate(errors):
             run = client.create_run(experiment)
-            params = {"refiner": refiner, "seed": str(seed), "budget": "quick",
+            params = {"refiner": refiner, "seed": str(seed), "budget": "quick", "task": "gaze",
                       "role": "reference" if refiner == "oracle" else "refiner",
                       "primary_metric": "target/angular_error"}
             for key, value in params.items():
                 client.log_param(run.info.run_id, key, value)
             client.log_metric(run.info.run_id, "target/angular_error", error)
+            for threshold in range(0, 21, 5):
+                client.log_metric(run.info.run_id, f"target/within_{threshold}deg", min(100.0, threshold * 100 / error))
+            client.log_image(run.info.run_id, np.full((12, 40), 20 * seed, np.uint8), artifact_file="samples/strip.png")
             client.set_terminated(run.info.run_id, "FINISHED")
     stale = client.create_run(experiment)  # an unfinished run never counts
     client.log_param(stale.info.run_id, "refiner", "simgan")
+    parent = client.create_run(experiment, tags={"s2r.role": "sweep"})  # a sweep's parent holds no result
+    client.log_param(parent.info.run_id, "budget", "quick")
+    client.set_terminated(parent.info.run_id, "FINISHED")
     return tracking_uri
 
 
@@ -63,3 +73,30 @@ def test_markdown_marks_the_reference(store: str) -> None:
 def test_missing_experiment_is_a_clear_error(tracking_uri: str) -> None:
     with pytest.raises(ConfigError, match="no experiment 'hand'"):
         finished_runs(tracking_uri, "hand", "quick")
+
+
+def test_every_experiment_is_read_when_none_is_named(store: str) -> None:
+    runs = finished_runs(store, None, "quick")
+    assert len(runs) == 9
+    assert set(runs["params.task"]) == {"gaze"}
+
+
+def test_report_writes_tables_and_plots_into_a_folder(store: str, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "results"
+    assert main(["report", "--tracking-uri", store, "--out", str(out), "--format", "html"]) == 0
+    assert sorted(path.name for path in out.iterdir()) == [
+        "gaze-angular_error.png", "gaze-error-curve.png", "gaze-refiners.png", "gaze.html"]
+    assert "<td>5.33 ± 0.33</td>" in (out / "gaze.html").read_text()
+    assert "gaze: wrote" in capsys.readouterr().out
+
+
+def test_csv_keeps_the_numbers(store: str, capsys) -> None:
+    assert main(["report", "--tracking-uri", store, "--format", "csv", "--task", "gaze"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("refiner,")
+    assert "simgan,refiner,3," in text
+
+
+def test_unknown_task_in_report_names_the_tasks_with_runs(store: str, capsys) -> None:
+    assert main(["report", "--tracking-uri", store, "--task", "hand"]) == 2
+    assert "tasks with runs: gaze" in capsys.readouterr().err

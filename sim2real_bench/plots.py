@@ -1,0 +1,105 @@
+"""The report's figures, drawn from MLflow runs: metric bars, error curves, a grid of refined samples.
+
+Every figure is a PNG written with matplotlib's Agg backend (no display needed).
+The sample grid reads each run's ``samples/strip.png`` artifact: the first
+source test images as that run's refiner left them, the same images for every
+refiner of a seed because the data are deterministic.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+from sim2real_bench.report import display_name  # noqa: E402
+
+CURVE_METRIC = re.compile(r"^metrics\.target/within_(\d+)([a-z]+)$")
+
+
+def metric_bars(table: pd.DataFrame, column: str, path: Path, title: str) -> None:
+    """One bar per refiner: mean of ``column`` over seeds, with the standard error as the error bar."""
+    names = [display_name(refiner, row) for refiner, row in table.iterrows()]
+    means = table[column].to_numpy(dtype=float)
+    errors = table[f"{column} se"].to_numpy(dtype=float) if f"{column} se" in table else np.zeros(len(table))
+    colors = ["tab:gray" if role == "reference" else "tab:blue" for role in table["role"]]
+    figure, axes = plt.subplots(figsize=(1.0 + 0.8 * len(names), 3.6))
+    axes.bar(names, means, yerr=np.nan_to_num(errors), color=colors, capsize=4)
+    axes.set_ylabel(column)
+    axes.set_title(title)
+    axes.tick_params(axis="x", rotation=40)
+    axes.grid(axis="y", alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def error_curves(runs: pd.DataFrame, path: Path, title: str) -> bool:
+    """Share of test samples within each error threshold, one curve per refiner (mean over seeds).
+
+    Returns False, writing nothing, when the runs logged no ``target/within_*`` curve.
+    """
+    points = sorted((int(match[1]), match[2], column)
+                    for column in runs.columns if (match := CURVE_METRIC.match(column)))
+    if not points:
+        return False
+    thresholds = [threshold for threshold, _, _ in points]
+    figure, axes = plt.subplots(figsize=(5.5, 4))
+    for refiner, group in runs.groupby("params.refiner", sort=True):
+        shares = [group[column].astype(float).mean() for _, _, column in points]
+        axes.plot(thresholds, shares, label=refiner, linestyle="--" if refiner == "oracle" else "-")
+    axes.set_xlabel(f"error threshold ({points[0][1]})")
+    axes.set_ylabel("target test samples within threshold (%)")
+    axes.set_title(title)
+    axes.set_ylim(0, 100)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return True
+
+
+def refiner_grid(client: MlflowClient, runs: pd.DataFrame, order: list[str], path: Path, title: str) -> bool:
+    """The same synthetic images through every refiner, one row each, from the lowest seed's runs.
+
+    Returns False, writing nothing, when no run has the ``samples/strip.png`` artifact.
+    """
+    seed = runs["params.seed"].astype(int).min()
+    chosen = runs[runs["params.seed"].astype(int) == seed].set_index("params.refiner")
+    rows: list[tuple[str, np.ndarray]] = []
+    with tempfile.TemporaryDirectory() as folder:
+        for refiner in order:
+            if refiner not in chosen.index:
+                continue
+            try:
+                local = client.download_artifacts(chosen.loc[refiner, "run_id"], "samples/strip.png", folder)
+            except (MlflowException, OSError):  # runs of older versions have no strip
+                continue
+            label = "target images (oracle)" if chosen.loc[refiner, "params.role"] == "reference" else refiner
+            rows.append((label, np.asarray(Image.open(local).convert("L"))))
+    if not rows:
+        return False
+    height, width = rows[0][1].shape
+    figure, axes = plt.subplots(len(rows), 1, figsize=(width / 100 + 1.8, len(rows) * height / 100 + 0.6), squeeze=False)
+    for axis, (label, strip) in zip(axes[:, 0], rows):
+        axis.imshow(strip, cmap="gray", vmin=0, vmax=255)
+        axis.set_xticks([])
+        axis.set_yticks([])
+        axis.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+    figure.suptitle(f"{title} (seed {seed})", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return True
