@@ -17,7 +17,10 @@ The format (also what an export of refined images writes):
   With a ``labels.csv`` the samples are exactly its rows; without one, every
   image of the folder, unlabeled.
 * Label kind, from the label columns: ``pitch`` and ``yaw`` (in any order;
-  radians, in the project's gaze convention) make a ``gaze`` folder; no
+  radians, in the project's gaze convention) make a ``gaze`` folder; the 42
+  columns ``<joint>_u``, ``<joint>_v``, ``<joint>_d`` of the 14 NYU joints (crop
+  pixels and normalized depth, as ``plugins/hands/geometry.py`` names them) make
+  a ``hand-pose`` folder; no
   ``labels.csv`` makes an ``unlabeled`` folder, fit to be a refiner's target
   (its samples load with ``labels=None``); any other columns make the kind
   ``csv(a,b,...)``, which no built-in task accepts.
@@ -45,11 +48,13 @@ from sim2real_bench import hookimpl
 from sim2real_bench.errors import DataError
 from sim2real_bench.files import Decoder, FileDataset, Record, hashed_split
 from sim2real_bench.hookspecs import Register
+from sim2real_bench.plugins.hands.domain import LABEL_KIND as HAND_POSE
+from sim2real_bench.plugins.hands.geometry import LABEL_NAMES as HAND_LABEL_NAMES
 
 LABELS = "labels.csv"
 SUFFIXES = (".png", ".jpg", ".jpeg")
 GRAYSCALE_MODES = ("L", "LA", "1", "I", "I;16", "F")
-LABEL_KINDS = {"gaze": ("pitch", "yaw")}
+LABEL_KINDS = {"gaze": ("pitch", "yaw"), HAND_POSE: HAND_LABEL_NAMES}
 """Label kinds a folder can have, each with its label columns in order."""
 UNLABELED = "unlabeled"
 

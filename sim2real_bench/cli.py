@@ -44,6 +44,18 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help=f"MLflow experiment (default {DEFAULT_EXPERIMENT})")
     _add_combination_options(sweep)
 
+    refine = commands.add_parser("refine", help="refine the source training set once and write it as a folder: dataset")
+    refine.add_argument("--refiner", default="", help="refiner to fit (or reuse from the cache)")
+    refine.add_argument("--task", default="gaze", help="task whose data and input space to use (default gaze)")
+    refine.add_argument("--seed", type=int, default=0)
+    refine.add_argument("--out", required=True, type=Path, help="folder to write (must be new or empty)")
+    refine.add_argument("--limit", type=int, help="write only the first N samples (the fit still uses the budget's)")
+    fitted = refine.add_mutually_exclusive_group()
+    fitted.add_argument("--from-run", metavar="RUN_ID", help="refine with the refiner an MLflow run fitted")
+    fitted.add_argument("--checkpoint", type=Path, help="refine with a refiner checkpoint file (refiner/refiner.pt)")
+    refine.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
+    _add_combination_options(refine)
+
     listing = commands.add_parser("list", help="list registered refiners, datasets and tasks")
     listing.add_argument("kind", nargs="?", choices=KINDS, help="only this kind")
 
@@ -78,6 +90,8 @@ def _add_combination_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", default="auto", help=f"one of {', '.join(PRECISIONS)}")
     parser.add_argument("--source", help="source dataset spec NAME[:ARG] (default: the task's)")
     parser.add_argument("--target", help="target dataset spec NAME[:ARG] (default: the task's)")
+    parser.add_argument("--target-test", help="labeled dataset to test on, for a --target without labels "
+                        "(default: the target's test split)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                         help="override a setting, e.g. --set task.epochs=2 (repeatable)")
     parser.add_argument("--tracking-uri",
@@ -90,7 +104,8 @@ def _run(args: argparse.Namespace) -> None:
 
     spec = RunSpec(
         refiner=args.refiner, task=args.task, seed=args.seed, budget=args.budget, device=args.device,
-        precision=args.precision, source=args.source, target=args.target, overrides=tuple(args.overrides),
+        precision=args.precision, source=args.source, target=args.target, target_test=args.target_test,
+        overrides=tuple(args.overrides),
     )
     redirect = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
     with redirect:
@@ -110,7 +125,7 @@ def _sweep(args: argparse.Namespace) -> None:
 
     template = RunSpec(
         refiner=ORACLE, task="", budget=args.budget, device=args.device, precision=args.precision,
-        source=args.source, target=args.target, overrides=tuple(args.overrides),
+        source=args.source, target=args.target, target_test=args.target_test, overrides=tuple(args.overrides),
     )
     result = sweep(template, args.refiners, args.tasks, args.seeds, args.tracking_uri, args.experiment,
                    progress=not args.no_progress)
@@ -118,6 +133,21 @@ def _sweep(args: argparse.Namespace) -> None:
           f"{len(result.failed)} failed")
     if result.failed:
         raise S2RError(f"{len(result.failed)} combination(s) failed; see the lines above and rerun to retry them")
+
+
+def _refine(args: argparse.Namespace) -> None:
+    from sim2real_bench.export import ExportSpec, export
+    from sim2real_bench.runner import RunSpec
+
+    spec = ExportSpec(
+        run=RunSpec(refiner=args.refiner, task=args.task, seed=args.seed, budget=args.budget, device=args.device,
+                    precision=args.precision, source=args.source, target=args.target, target_test=args.target_test,
+                    overrides=tuple(args.overrides)),
+        out=args.out, limit=args.limit, from_run=args.from_run, checkpoint=args.checkpoint, overwrite=args.overwrite,
+    )
+    result = export(spec, tracking_uri=args.tracking_uri, progress=not args.no_progress)
+    print(f"wrote {result.count} refined samples to {result.out} ({result.images_per_second:.0f} img/s; "
+          f"run {result.run_id}); train on them with --source folder:{result.out}")
 
 
 def _list(args: argparse.Namespace) -> None:
@@ -200,7 +230,7 @@ def _preview(args: argparse.Namespace) -> None:
     print(f"wrote {len(images)} {dataset.spec}/{args.split} images to {args.out}")
 
 
-COMMANDS = {"run": _run, "sweep": _sweep, "ui": _ui, "list": _list, "plugins": _plugins, "preview": _preview, "report": _report}
+COMMANDS = {"run": _run, "sweep": _sweep, "refine": _refine, "ui": _ui, "list": _list, "plugins": _plugins, "preview": _preview, "report": _report}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

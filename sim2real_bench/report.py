@@ -21,7 +21,7 @@ from sim2real_bench.runner import IDENTITY, ORACLE
 def finished_runs(tracking_uri: str, experiment: str | None, budget: str) -> pd.DataFrame:
     """The latest finished run of every (task, refiner, seed) at ``budget``, in ``experiment`` or in all of them.
 
-    Sweep parent runs hold no result and are left out.
+    Sweep parents and exports hold no result (no primary metric) and are left out.
     """
     import mlflow
 
@@ -40,7 +40,9 @@ def finished_runs(tracking_uri: str, experiment: str | None, budget: str) -> pd.
     where = f"experiment {experiment!r}" if experiment else "any experiment"
     if runs.empty or "params.refiner" not in runs:
         raise ConfigError(f"no finished {budget!r} runs in {where} of {tracking_uri}")
-    runs = runs[runs["params.refiner"].notna()]
+    runs = runs[runs["params.primary_metric"].notna()] if "params.primary_metric" in runs else runs.iloc[:0]
+    if runs.empty:
+        raise ConfigError(f"no finished {budget!r} runs with results in {where} of {tracking_uri}")
     return runs.drop_duplicates(subset=["params.task", "params.refiner", "params.seed"], keep="first")
 
 

@@ -28,11 +28,11 @@ import torch
 from tqdm.auto import tqdm
 
 import sim2real_bench
-from sim2real_bench import cache, tracking
+from sim2real_bench import cache, checkpoint, tracking
 from sim2real_bench.config import DATA_PRESETS, DataConfig, apply_overrides, check_budget, flatten, parse_overrides, preset
 from sim2real_bench.data import Dataset, Samples, parse_spec
 from sim2real_bench.device import Compute, resolve_compute, seed_everything
-from sim2real_bench.errors import ConfigError, DataError, S2RError
+from sim2real_bench.errors import ConfigError, DataError
 from sim2real_bench.images import grid
 from sim2real_bench.realism import realism
 from sim2real_bench.refiner import FitContext, Refiner
@@ -60,6 +60,8 @@ class RunSpec:
     precision: str = "auto"
     source: str | None = None
     target: str | None = None
+    target_test: str | None = None
+    """A labeled dataset to test on when ``target`` has no labels (e.g. an unlabeled ``folder:``)."""
     overrides: tuple[str, ...] = ()
 
 
@@ -84,6 +86,8 @@ class Plan:
     data: DataConfig
     source: Dataset
     target: Dataset
+    target_test: Dataset
+    """Where the labeled target test split comes from: ``target`` unless ``--target-test`` names another."""
     compute: Compute
 
     @property
@@ -101,6 +105,7 @@ class Plan:
             "budget": self.spec.budget,
             "source": self.source.spec,
             "target": self.target.spec,
+            "target_test": self.target_test.spec,
             "device": str(self.compute.device),
             "precision": self.compute.precision,
             "data": dataclasses.asdict(self.data),
@@ -134,19 +139,31 @@ def plan(spec: RunSpec, registry: Registry | None = None) -> Plan:
         refiner_config = apply_overrides(preset(refiner_class.presets, spec.budget), overrides.get("refiner", {}), "refiner")
     source = build_dataset(task_class.default_source if spec.source is None else spec.source, registry)
     target = build_dataset(task_class.default_target if spec.target is None else spec.target, registry)
-    for role, dataset in (("source", source), ("target", target)):
+    target_test = target if spec.target_test is None else build_dataset(spec.target_test, registry)
+    labeled = [("source", source)]
+    if refiner_class is None or spec.target_test is None:
+        labeled.append(("target", target))
+    if spec.target_test is not None:
+        labeled.append(("target test", target_test))
+    for role, dataset in labeled:
         if dataset.label_kind != task_class.label_kind:
+            fix = ""
+            if role == "target":
+                fix = (" (the oracle reference trains on labeled target images)" if refiner_class is None
+                       else "; to adapt to unlabeled target images, name a labeled test set with --target-test")
             raise ConfigError(
-                f"{role} dataset {dataset.spec} has {dataset.label_kind} labels but task {spec.task!r} "
-                f"needs {task_class.label_kind} labels"
+                f"{role} dataset {dataset.spec} has label kind {dataset.label_kind!r} but task {spec.task!r} "
+                f"needs {task_class.label_kind!r}{fix}"
             )
-    if source.image_shape != target.image_shape:
-        raise DataError(
-            f"source {source.spec} images are {source.image_shape} but target {target.spec} images are "
-            f"{target.image_shape} (C, H, W); both domains must share one shape"
-        )
+    for role, dataset in (("target", target), ("target test", target_test)):
+        if source.image_shape != dataset.image_shape:
+            raise DataError(
+                f"source {source.spec} images are {source.image_shape} but {role} {dataset.spec} images are "
+                f"{dataset.image_shape} (C, H, W); all domains must share one shape"
+            )
     compute = resolve_compute(spec.device, spec.precision)
-    return Plan(spec, task_class, refiner_class, task_config, refiner_config, data, source, target, compute)
+    return Plan(spec, task_class, refiner_class, task_config, refiner_config, data, source, target, target_test,
+                compute)
 
 
 class Stopwatch:
@@ -167,7 +184,8 @@ class Stopwatch:
             self.metrics[f"throughput/{name}_img_s"] = counter["images"] / seconds
 
 
-def _load(dataset: Dataset, split: str, size: int, seed: int, progress: bool) -> Samples:
+def load_split(dataset: Dataset, split: str, size: int, seed: int, progress: bool) -> Samples:
+    """The first ``size`` samples of a split, with a progress bar."""
     with tqdm(total=size, desc=f"data: {dataset.spec}/{split}", unit="img", disable=not progress, leave=False) as bar:
         return dataset.load(split, size, seed, progress=bar.update)
 
@@ -195,7 +213,7 @@ def normalized(task: Task, samples: Samples, compute: Compute, batch_size: int =
     return Samples(images.contiguous(), samples.labels)
 
 
-def _versions() -> dict[str, str]:
+def versions() -> dict[str, str]:
     import kornia
     import mlflow
     import pluggy
@@ -247,6 +265,16 @@ def fit_refiner(resolved: Plan, task: Task, source: Samples, target: Samples, tr
     return refiner, fit_key
 
 
+def log_refiner(tracker: tracking.Tracker, name: str, refiner: Refiner, input_space: str) -> None:
+    """Log the fitted refiner as the run's checkpoint artifact (what ``refine --from-run`` reads)."""
+    if tracker.client is None:
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / Path(checkpoint.ARTIFACT).name
+        checkpoint.save(name, refiner, input_space, path)
+        tracker.log_artifact(path, str(Path(checkpoint.ARTIFACT).parent))
+
+
 def refined_training_set(resolved: Plan, refiner: Refiner, fit_key: str, source: Samples, watch: Stopwatch,
                          progress: bool) -> Samples:
     """Refine the source training set once in batches (cached for refiners that train)."""
@@ -296,10 +324,10 @@ def execute(resolved: Plan, tracker: tracking.Tracker, progress: bool = True) ->
     seed_everything(spec.seed)
     watch = Stopwatch()
     with watch.stage("data"):
-        source_train = _load(resolved.source, "train", data.source_train, spec.seed, progress)
-        source_test = _load(resolved.source, "test", data.test, spec.seed, progress)
-        target_train = _load(resolved.target, "train", data.target_train, spec.seed, progress)
-        target_test = _load(resolved.target, "test", data.test, spec.seed, progress)
+        source_train = load_split(resolved.source, "train", data.source_train, spec.seed, progress)
+        source_test = load_split(resolved.source, "test", data.test, spec.seed, progress)
+        target_train = load_split(resolved.target, "train", data.target_train, spec.seed, progress)
+        target_test = load_split(resolved.target_test, "test", data.test, spec.seed, progress)
     task = resolved.task_class(resolved.task_config, resolved.source.image_shape, source_train.labels.shape[1])
     source_train, source_test, target_train, target_test = (
         normalized(task, split, compute) for split in (source_train, source_test, target_train, target_test))
@@ -312,6 +340,7 @@ def execute(resolved: Plan, tracker: tracking.Tracker, progress: bool = True) ->
         train = target_train
     else:
         refiner, fit_key = fit_refiner(resolved, task, source_train, target_train, tracker, watch, progress)
+        log_refiner(tracker, spec.refiner, refiner, task.input_space())
         if refiner.per_batch:
             train, transform = source_train, refiner.refine
         else:
@@ -366,13 +395,8 @@ def run(
     with ``mlflow.parentRunId``). ``resolved`` skips planning when the caller has done it.
     """
     resolved = resolved or plan(spec, registry)
-    uri = tracking.resolve_tracking_uri(tracking_uri)
-    tracking.check_tracking_uri(uri)
-    client = tracking.client(uri)
-    experiment_id = tracking.experiment_id(client, experiment or spec.task)
     config = resolved.config()
-    run_name = f"{spec.refiner}-{spec.task}-s{spec.seed}-{spec.budget}"
-    mlflow_run = client.create_run(experiment_id, run_name=run_name, tags={
+    tags = {
         "s2r.refiner": spec.refiner,
         "s2r.role": config["role"],
         "s2r.task": spec.task,
@@ -380,31 +404,20 @@ def run(
         "s2r.seed": str(spec.seed),
         "s2r.combination": combination_key(resolved),
         **(tags or {}),
-    })
-    run_id = mlflow_run.info.run_id
-    tracker = tracking.Tracker(client, run_id)
-    status = "FAILED"
-    try:
+    }
+    run_name = f"{spec.refiner}-{spec.task}-s{spec.seed}-{spec.budget}"
+    uri = tracking.resolve_tracking_uri(tracking_uri)
+    with tracking.tracked_run(uri, experiment or spec.task, run_name, tags) as tracker:
         tracker.log_params({
             **flatten(config),
-            **{f"version.{k}": v for k, v in _versions().items()},
+            **{f"version.{k}": v for k, v in versions().items()},
             "device.name": resolved.compute.describe(),
             "primary_metric": f"target/{resolved.task_class.primary_metric}",
         })
         tracker.log_dict(config, "config.json")
         metrics = execute(resolved, tracker, progress)
         tracker.log_metrics(metrics)
-        status = "FINISHED"
-    except S2RError as error:
-        tracker.set_tags({"s2r.failure": str(error)})
-        raise
-    except KeyboardInterrupt:
-        status = "KILLED"
-        raise
-    finally:
-        tracker.flush()
-        client.set_terminated(run_id, status)
-    return RunResult(run_id, config, metrics)
+    return RunResult(tracker.run_id, config, metrics)
 
 
 def result_json(result: RunResult) -> str:

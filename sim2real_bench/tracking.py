@@ -13,17 +13,20 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sim2real_bench.errors import TrackingError
+from sim2real_bench.errors import S2RError, TrackingError
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def resolve_tracking_uri(uri: str | None = None) -> str:
@@ -117,6 +120,11 @@ class Tracker:
         if self.client is not None:
             self.client.log_image(self.run_id, image, artifact_file=artifact_file)
 
+    def log_artifact(self, local_path: Path, artifact_path: str) -> None:
+        """Copy a local file into the run's artifacts under ``artifact_path``."""
+        if self.client is not None:
+            self.client.log_artifact(self.run_id, str(local_path), artifact_path)
+
     def log_dict(self, data: dict[str, Any], artifact_file: str) -> None:
         """Log a JSON artifact."""
         if self.client is not None:
@@ -142,6 +150,31 @@ class Tracker:
             self.client.log_batch(self.run_id, metrics=self._metrics[start : start + 1000])
         self._metrics = []
         self._flushed_at = time.monotonic()
+
+
+@contextmanager
+def tracked_run(uri: str, experiment: str, run_name: str, tags: dict[str, str]) -> Iterator[Tracker]:
+    """An MLflow run for the body of a ``with``: FINISHED when it completes, KILLED on Ctrl-C, FAILED otherwise.
+
+    A user-facing error (:class:`S2RError`) is kept as the run's ``s2r.failure`` tag.
+    """
+    check_tracking_uri(uri)
+    mlflow_client = client(uri)
+    created = mlflow_client.create_run(experiment_id(mlflow_client, experiment), run_name=run_name, tags=tags)
+    tracker = Tracker(mlflow_client, created.info.run_id)
+    status = "FAILED"
+    try:
+        yield tracker
+        status = "FINISHED"
+    except S2RError as error:
+        tracker.set_tags({"s2r.failure": str(error)})
+        raise
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        tracker.flush()
+        mlflow_client.set_terminated(created.info.run_id, status)
 
 
 def serve_ui(uri: str, host: str, port: int) -> None:

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from realdata import looking, write_mpiigaze, write_unityeyes
 
 from sim2real_bench.cli import main
@@ -24,3 +25,29 @@ def test_smoke_run_from_unityeyes_to_mpiigaze(tmp_path: Path, tracking_uri: str,
     assert result["config"]["source"] == f"unityeyes:{source}"
     assert result["config"]["target"] == f"mpiigaze:{target}"
     assert 0 <= result["metrics"]["target/angular_error"] < 180
+
+
+def _unlabeled_eyes(folder: Path, count: int = 40) -> Path:
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(count):
+        Image.fromarray(rng.integers(0, 256, (35, 55), dtype=np.uint8)).save(folder / f"{index:03d}.png")
+    return folder
+
+
+def test_an_unlabeled_folder_is_a_target_when_a_labeled_test_set_is_named(tmp_path: Path, tracking_uri: str,
+                                                                          capsys) -> None:
+    unlabeled = _unlabeled_eyes(tmp_path / "webcam")
+    argv = ["run", "--refiner", "histmatch", "--task", "gaze", "--budget", "smoke", "--target", f"folder:{unlabeled}",
+            "--tracking-uri", tracking_uri, "--json", "--no-progress"]
+    assert main(argv) == 2
+    assert "to adapt to unlabeled target images, name a labeled test set with --target-test" in capsys.readouterr().err
+    assert main([*argv, "--target-test", "webcam-eyes"]) == 0, capsys.readouterr().err
+    result = json.loads(capsys.readouterr().out)
+    assert result["config"]["target"] == f"folder:{unlabeled}"
+    assert result["config"]["target_test"] == "webcam-eyes"
+    assert 0 <= result["metrics"]["target/angular_error"] < 180
+    oracle = ["run", "--refiner", "oracle", "--task", "gaze", "--budget", "smoke", "--target", f"folder:{unlabeled}",
+              "--target-test", "webcam-eyes", "--tracking-uri", tracking_uri]
+    assert main(oracle) == 2
+    assert "the oracle reference trains on labeled target images" in capsys.readouterr().err

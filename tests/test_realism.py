@@ -46,8 +46,11 @@ def test_too_few_images_give_no_scores_rather_than_noise() -> None:
 @pytest.mark.parametrize("task", ["gaze", "hand"])
 def test_raw_synthetic_images_are_less_realistic_than_the_oracles_target_images(tracking_uri: str, task: str) -> None:
     registry = Registry()
-    none = run(RunSpec(refiner="none", task=task, budget="smoke"), registry, tracking_uri, progress=False)
-    oracle = run(RunSpec(refiner="oracle", task=task, budget="smoke"), registry, tracking_uri, progress=False)
+    more_test_images = ("data.test=1024",)  # smoke's 256 are too few for a classifier to learn the difference
+    none = run(RunSpec(refiner="none", task=task, budget="smoke", overrides=more_test_images), registry,
+               tracking_uri, progress=False)
+    oracle = run(RunSpec(refiner="oracle", task=task, budget="smoke", overrides=more_test_images), registry,
+                 tracking_uri, progress=False)
     synthetic, target = none.metrics, oracle.metrics
     assert synthetic["realism/classifier_accuracy"] > 80
     assert target["realism/classifier_accuracy"] < 65

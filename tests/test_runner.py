@@ -95,7 +95,7 @@ def test_wrong_label_kind_is_refused(registry: Registry) -> None:
             register("hand-like", Other)
 
     registry.add_plugin(OtherPlugin(), name="other")
-    with pytest.raises(ConfigError, match="hand labels but task 'gaze' needs gaze labels"):
+    with pytest.raises(ConfigError, match="has label kind 'hand' but task 'gaze' needs 'gaze'"):
         plan(RunSpec(refiner="none", task="gaze", source="hand-like"), registry)
 
 
