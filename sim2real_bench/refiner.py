@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from sim2real_bench.config import preset
 from sim2real_bench.data import Samples
 from sim2real_bench.device import Compute
 from sim2real_bench.tracking import Tracker
@@ -52,6 +53,15 @@ class Refiner(ABC):
     """True for methods that act at training time (domain randomization): the runner
     then applies ``refine`` with fresh random draws to every batch the task sees,
     instead of refining the source set once."""
+
+    @classmethod
+    def preset_for(cls, budget: str, label_kind: str) -> Any:
+        """The config a run at ``budget`` on a task of ``label_kind`` starts from (before ``--set``).
+
+        The default ignores the label kind; a method whose paper used other
+        networks for another kind of data (SimGAN on depth hands) says so here.
+        """
+        return preset(cls.presets, budget)
 
     def __init__(self, config: Any, image_shape: tuple[int, int, int]) -> None:
         self.config = config

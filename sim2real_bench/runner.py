@@ -136,7 +136,8 @@ def plan(spec: RunSpec, registry: Registry | None = None) -> Plan:
     task_config = apply_overrides(preset(task_class.presets, spec.budget), overrides.get("task", {}), "task")
     refiner_config = None
     if refiner_class is not None:
-        refiner_config = apply_overrides(preset(refiner_class.presets, spec.budget), overrides.get("refiner", {}), "refiner")
+        refiner_config = apply_overrides(refiner_class.preset_for(spec.budget, task_class.label_kind),
+                                         overrides.get("refiner", {}), "refiner")
     source = build_dataset(task_class.default_source if spec.source is None else spec.source, registry)
     target = build_dataset(task_class.default_target if spec.target is None else spec.target, registry)
     target_test = target if spec.target_test is None else build_dataset(spec.target_test, registry)

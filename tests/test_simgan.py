@@ -171,3 +171,14 @@ def test_paper_preset_holds_the_published_settings() -> None:
 def test_invalid_settings_are_clear_errors(change, message) -> None:
     with pytest.raises(ConfigError, match=message):
         SimGAN(replace(SMOKE, **change), EYES)
+
+
+def test_the_paper_budget_on_hands_gets_the_papers_hand_networks(registry) -> None:
+    from sim2real_bench.runner import RunSpec, plan
+
+    hands = plan(RunSpec(refiner="simgan", task="hand", budget="paper"), registry)
+    eyes = plan(RunSpec(refiner="simgan", task="gaze", budget="paper"), registry)
+    assert hands.refiner_config == PAPER_HANDS
+    assert eyes.refiner_config == PAPER
+    quick = plan(RunSpec(refiner="simgan", task="hand", budget="quick", overrides=("refiner.blocks=2",)), registry)
+    assert quick.refiner_config.blocks == 2 and quick.refiner_config.first_kernel == 3

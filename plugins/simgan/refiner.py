@@ -28,8 +28,8 @@ rounds, Adam, and ``input_skip`` (R predicts a correction added to its input,
 so it starts as the identity and the long self-regularization pretraining is
 unnecessary); ``smoke`` runs in seconds for tests. :data:`PAPER_HANDS` is the
 paper's depth setup (7x7 first conv, 10 blocks, the strided ``hands``
-discriminator); from the command line it is ``--set refiner.first_kernel=7
---set refiner.blocks=10 --set refiner.discriminator_layout=hands``.
+discriminator), what ``--budget paper`` gives on the ``hand`` task; the
+``quick`` preset keeps the eye networks on hands, which suit 64x64 crops.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ from sim2real_bench.errors import ConfigError
 from sim2real_bench.images import grid
 from sim2real_bench.plugins.adversarial import (
     BatchSampler, Checkpointer, FitMonitor, FitSchedule, ImageHistory, accuracy)
+from sim2real_bench.plugins.hands.domain import LABEL_KIND as HAND_POSE
 from sim2real_bench.plugins.simgan.networks import DISCRIMINATOR_LAYOUTS, PatchDiscriminator, RefinerNet
 from sim2real_bench.refiner import FitContext, Refiner
 
@@ -141,6 +142,13 @@ class SimGAN(Refiner):
     Config: ClassVar[type] = SimGANConfig
     presets: ClassVar[dict[str, SimGANConfig]] = PRESETS
     trains: ClassVar[bool] = True
+
+    @classmethod
+    def preset_for(cls, budget: str, label_kind: str) -> SimGANConfig:
+        """The paper's hand networks for ``paper`` on hand pose; the budget's preset otherwise."""
+        if budget == "paper" and label_kind == HAND_POSE:
+            return PAPER_HANDS
+        return super().preset_for(budget, label_kind)
 
     def __init__(self, config: SimGANConfig, image_shape: tuple[int, int, int]) -> None:
         _check(config)
