@@ -161,9 +161,11 @@ def export(spec: ExportSpec, registry: Registry | None = None, tracking_uri: str
         elif not run_spec.refiner:
             raise ConfigError("name a refiner with --refiner, or give a fitted one with --from-run or --checkpoint")
         resolved = plan(run_spec, registry)
-        if restored is not None and restored.refiner.image_shape != resolved.source.image_shape:
-            raise DataError(f"the checkpoint's refiner takes {restored.refiner.image_shape} images but "
-                            f"{resolved.source.spec} has {resolved.source.image_shape} (C, H, W)")
+        if restored is not None:
+            if restored.refiner.image_shape != resolved.source.image_shape:
+                raise DataError(f"the checkpoint's refiner takes {restored.refiner.image_shape} images but "
+                                f"{resolved.source.spec} has {resolved.source.image_shape} (C, H, W)")
+            resolved = replace(resolved, refiner_config=restored.refiner.config)  # the manifest says what was used
         tags = {"s2r.role": "export", "s2r.refiner": run_spec.refiner, "s2r.task": run_spec.task}
         name = f"export-{run_spec.refiner}-{run_spec.task}-s{run_spec.seed}-{run_spec.budget}"
         with tracking.tracked_run(uri, run_spec.task, name, tags) as tracker:

@@ -22,12 +22,16 @@ import dataclasses
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from sim2real_bench import cache, tracking
 from sim2real_bench.config import preset
 from sim2real_bench.errors import ConfigError, S2RError
 from sim2real_bench.registry import Registry, default_registry
 from sim2real_bench.runner import IDENTITY, ORACLE, Plan, RunSpec, combination_key, plan, run
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
 
 ALL = "all"
 DEFAULT_EXPERIMENT = "sweep"
@@ -106,7 +110,7 @@ def _refiner_overrides(template: RunSpec, refiners: Sequence[str], registry: Reg
     unused = [item for item in specific if item not in used]
     if unused:
         raise ConfigError(f"no refiner of this sweep has the setting(s) {', '.join(unused)}; "
-                          "see `s2r-bench run --help` and the refiner's config")
+                          "each refiner's config fields are in its module (`s2r-bench list refiners` names them)")
     return shares
 
 
@@ -125,7 +129,7 @@ def combinations(template: RunSpec, refiners: Sequence[str], tasks: Sequence[str
     return planned
 
 
-def _finished(client, experiment_id: str) -> dict[str, str]:
+def _finished(client: MlflowClient, experiment_id: str) -> dict[str, str]:
     """``combination key -> run id`` of the experiment's FINISHED runs."""
     finished = {}
     for found in client.search_runs([experiment_id], "attributes.status = 'FINISHED'", max_results=50000):
@@ -135,13 +139,13 @@ def _finished(client, experiment_id: str) -> dict[str, str]:
     return finished
 
 
-def _mark_stale_runs_killed(client, experiment_id: str, key: str) -> None:
+def _mark_stale_runs_killed(client: MlflowClient, experiment_id: str, key: str) -> None:
     stale = client.search_runs([experiment_id], f"tags.`s2r.combination` = '{key}' and attributes.status = 'RUNNING'")
     for found in stale:
         client.set_terminated(found.info.run_id, "KILLED")
 
 
-def _parent_run(client, experiment_id: str, sweep_key: str, planned: Sequence[Combination], budget: str) -> str:
+def _parent_run(client: MlflowClient, experiment_id: str, sweep_key: str, planned: Sequence[Combination], budget: str) -> str:
     existing = client.search_runs([experiment_id], f"tags.`s2r.sweep` = '{sweep_key}' and tags.`s2r.role` = 'sweep'",
                                   order_by=["attributes.start_time DESC"], max_results=1)
     if existing:

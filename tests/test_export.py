@@ -90,6 +90,9 @@ def test_from_run_refines_exactly_as_the_fit_that_produced_it(exported, tmp_path
     for name in sorted(path.name for path in out.glob("*.png")):
         assert (again / name).read_bytes() == (out / name).read_bytes(), name
     assert (again / "labels.csv").read_text() == (out / "labels.csv").read_text()
+    fitted, reused = (json.loads((folder / "refiner.json").read_text()) for folder in (out, again))
+    assert reused["config"]["refiner_config"] == fitted["config"]["refiner_config"]
+    assert reused["from_run"] == run_id(out)
 
 
 def test_hand_exports_load_back_as_hand_pose(tmp_path: Path, tracking_uri: str) -> None:
