@@ -103,7 +103,7 @@ def _restored(spec: ExportSpec, uri: str, registry: Registry, folder: Path) -> c
     return checkpoint.load(path, registry)
 
 
-def _write(refiner: Refiner, source: Samples, resolved: Plan, folder: Path, progress: bool) -> None:
+def write_samples(refiner: Refiner, source: Samples, resolved: Plan, folder: Path, progress: bool) -> None:
     """Refine ``source`` in batches and write the PNGs and ``labels.csv`` into ``folder``."""
     names = resolved.source.label_names
     width = max(6, len(str(len(source) - 1)))
@@ -206,7 +206,7 @@ def _export(spec: ExportSpec, resolved: Plan, restored: checkpoint.Restored | No
     partial.mkdir()
     try:
         start = time.perf_counter()
-        _write(refiner, source, resolved, partial, progress)
+        write_samples(refiner, source, resolved, partial, progress)
         seconds = time.perf_counter() - start
         manifest = {
             "refiner": run_spec.refiner,
