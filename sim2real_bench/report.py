@@ -99,16 +99,23 @@ def headline_columns(table: pd.DataFrame, headline: Sequence[str] = ()) -> list[
     return [c for c in target + rest if c in table.columns]
 
 
-def _number(value: float) -> str:
-    return f"{value:.2f}" if value == 0 or abs(value) >= 0.1 else f"{value:.2g}"
+def _decimals(value: float) -> int:
+    """Two decimals in the usual range, none for large counts, two significant digits for small values."""
+    size = abs(value)
+    if size >= 100:
+        return 0
+    if size >= 0.1 or size == 0:
+        return 2
+    return 1 - math.floor(math.log10(size))
 
 
 def cell(row: pd.Series, column: str) -> str:
-    """``mean ± se`` of ``column`` in a summarized row; empty when the metric was not logged."""
+    """``mean ± se`` of ``column`` in a summarized row, both to the mean's decimals; empty when not logged."""
     mean, se = row.get(column, math.nan), row.get(f"{column} se", math.nan)
     if pd.isna(mean):
         return ""
-    return _number(mean) + ("" if pd.isna(se) else f" ± {_number(se)}")
+    decimals = _decimals(mean)
+    return f"{mean:.{decimals}f}" + ("" if pd.isna(se) else f" ± {se:.{decimals}f}")
 
 
 def display_name(refiner: str, row: pd.Series) -> str:
