@@ -238,6 +238,10 @@ def _peak_memory_mb(compute: Compute) -> float:
     return kilobytes / 1024 if sys.platform != "darwin" else kilobytes / 2**20
 
 
+def _cuda_devices(compute: Compute) -> list[int]:
+    return [compute.device.index or 0] if compute.device.type == "cuda" else []
+
+
 def fit_refiner(resolved: Plan, task: Task, source: Samples, target: Samples, tracker: tracking.Tracker,
                 watch: Stopwatch, progress: bool) -> tuple[Refiner, str]:
     """Fit the planned refiner, or restore it from the cache; return it and its fit key."""
@@ -256,7 +260,13 @@ def fit_refiner(resolved: Plan, task: Task, source: Samples, target: Samples, tr
         tracker.set_tags({"s2r.fit": "cached"})
     else:
         with contextlib.ExitStack() as stack, watch.stage("refiner_fit") as fit:
-            folder = fit_dir if refiner.trains else Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            if refiner.trains:
+                folder = fit_dir
+                # A cached fit draws nothing from the global RNG, so a fresh one must not either:
+                # the task model's initialization after it would differ, and a result depend on the cache.
+                stack.enter_context(torch.random.fork_rng(devices=_cuda_devices(resolved.compute)))
+            else:
+                folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
             context = FitContext(resolved.compute, tracker, spec.seed, folder, progress)
             fit["images"] = refiner.fit(source, target, context)
         if refiner.trains:
@@ -285,8 +295,10 @@ def refined_training_set(resolved: Plan, refiner: Refiner, fit_key: str, source:
     with watch.stage("refine") as refine:
         images = refine_all(refiner, source.images, resolved.compute, progress=progress)
         refine["images"] = len(images)
-    if refiner.trains:
-        cache.save(images.half(), path)
+    if refiner.trains:  # the task trains on what the cache holds, so a cached fit gives the same result
+        stored = images.half()
+        cache.save(stored, path)
+        images = stored.float()
     return Samples(images, source.labels)
 
 

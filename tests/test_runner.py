@@ -111,3 +111,13 @@ def test_mismatched_image_shapes_are_refused(registry: Registry) -> None:
     registry.add_plugin(WidePlugin(), name="wide")
     with pytest.raises(DataError, match=r"\(1, 35, 60\).*\(1, 35, 55\)"):
         plan(RunSpec(refiner="none", task="gaze", source="wide-eyes"), registry)
+
+
+def test_a_cached_fit_gives_the_same_result_as_the_fresh_one(registry: Registry, tracking_uri: str) -> None:
+    # Regression: the fresh path trained on float32 refined images while the cache held fp16 ones.
+    spec = RunSpec(refiner="simgan", task="gaze", budget="smoke", overrides=("refiner.reg_weight=0.123",))  # not cached
+    fresh = run(spec, registry, tracking_uri, progress=False)
+    cached = run(spec, registry, tracking_uri, progress=False)
+    tags = [MlflowClient(tracking_uri).get_run(result.run_id).data.tags["s2r.fit"] for result in (fresh, cached)]
+    assert tags == ["fitted", "cached"]
+    assert cached.metrics["target/angular_error"] == fresh.metrics["target/angular_error"]
