@@ -24,7 +24,6 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
@@ -37,7 +36,7 @@ from sim2real_bench.images import grid, to_uint8
 from sim2real_bench.refiner import Refiner
 from sim2real_bench.registry import Registry, default_registry
 from sim2real_bench.runner import (
-    ORACLE, Plan, RunSpec, Stopwatch, fit_refiner, load_split, log_refiner, normalized, plan, versions,
+    ORACLE, Plan, RunSpec, Stopwatch, fit_refiner, load_split, log_refiner, normalized, plan, refine_all, versions,
 )
 
 LABELS = "labels.csv"
@@ -113,8 +112,7 @@ def write_samples(refiner: Refiner, source: Samples, resolved: Plan, folder: Pat
         writer.writerow(["file", *names])
         labels = source.labels.tolist()
         for start in range(0, len(source), BATCH):
-            with torch.inference_mode(), resolved.compute.autocast():
-                batch = refiner.refine(source.images[start : start + BATCH].to(resolved.compute.device))
+            batch = refine_all(refiner, source.images[start : start + BATCH], resolved.compute, BATCH, progress=False)
             pixels = to_uint8(batch).numpy()
             for offset, image in enumerate(pixels):
                 index = start + offset
@@ -227,8 +225,7 @@ def _export(spec: ExportSpec, resolved: Plan, restored: checkpoint.Restored | No
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     shown = slice(0, 12)
-    with torch.inference_mode(), compute.autocast():
-        preview = refiner.refine(source.images[shown].to(compute.device)).float().cpu()
+    preview = refine_all(refiner, source.images[shown], compute, progress=False)
     tracker.log_image(grid([source.images[shown], preview]), "samples/synthetic_refined.png")
     tracker.log_dict(manifest, MANIFEST)
     metrics = {**watch.metrics, "export/samples": len(source), "time/export_s": seconds,
