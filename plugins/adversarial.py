@@ -1,37 +1,65 @@
-"""Machinery shared by the adversarial refiners (SimGAN, CycleGAN, CUT).
+"""Machinery shared by the adversarial refiners (SimGAN, CycleGAN, CUT), and their one fit loop.
 
 One copy of the parts public reimplementations most often got wrong: an image
 history that really stores and really returns old images, random batches drawn
 from a seeded generator whose state is checkpointed, resumable checkpoints, and
 a monitor that stops a diverged or collapsed fit instead of reporting it.
+
+:class:`AdversarialFit` is the loop that runs them: a method describes its fit
+as data (its networks, optimizers, schedules, pools, seeded generator, and
+:class:`Phase` s of steps, each a callable doing one update) and the loop does
+the rest the same way for every method: resume, divergence and collapse checks,
+logs, image grids, checkpoints. Settings that every such fit shares
+(:class:`FitSchedule`) validate themselves when a config is made, so a bad
+``--set refiner.FIELD=VALUE`` fails before any work.
 """
 
 from __future__ import annotations
 
+import bisect
+import copy
+import itertools
 import math
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+from tqdm.auto import tqdm
 
-from sim2real_bench import cache
+from sim2real_bench import store
+from sim2real_bench.config import Checked, at_least, not_negative
 from sim2real_bench.errors import FitFailure
+from sim2real_bench.images import grid
+from sim2real_bench.refiner import FitContext
+from sim2real_bench.store import CacheEntryWarning
 
 
 @dataclass(frozen=True)
-class FitSchedule:
+class FitSchedule(Checked):
     """Settings every adversarial fit shares: how often it logs, shows a grid and
-    checkpoints, and when its output counts as collapsed."""
+    checkpoints, and when its output counts as collapsed.
+
+    It validates itself as every config does (:class:`~sim2real_bench.config.Checked`).
+    """
+
+    section: ClassVar[str] = "adversarial fit"
 
     log_every: int = 10
     grid_every: int = 500
     checkpoint_every: int = 100
+    """Steps between checkpoints (0: only the final one)."""
     min_std: float = 0.02
     """Collapse: generated batches flatter than this (in [-1, 1] units) ..."""
     collapse_patience: int = 50
     """... or a discriminator right on every patch of both classes, for this many logged checks in a row."""
+
+    def problems(self) -> list[str]:
+        return [*at_least(self, 1, "log_every", "grid_every", "collapse_patience"),
+                *not_negative(self, "checkpoint_every", "min_std")]
 
 
 class ImageHistory:
@@ -96,7 +124,7 @@ class ImageHistory:
 
     def load_state_dict(self, state: dict[str, Any], device: torch.device) -> None:
         """Restore :meth:`state_dict`."""
-        self.size = int(state["size"])
+        self.size, self.images = int(state["size"]), None
         if self.size:
             stored = state["images"].to(device)
             self.images = torch.empty((self.capacity, *stored.shape[1:]), dtype=stored.dtype, device=device)
@@ -166,7 +194,7 @@ class FitMonitor:
 
 
 class Checkpointer:
-    """Periodic, atomic training checkpoints in a fit's private folder."""
+    """Periodic, atomic training checkpoints in a fit's private folder, through the cache store."""
 
     def __init__(self, folder: Path, every: int) -> None:
         self.path = folder / "checkpoint.pt"
@@ -178,13 +206,165 @@ class Checkpointer:
 
     def save(self, state: dict[str, Any]) -> None:
         """Write ``state`` (tensors, numbers, dicts and lists only)."""
-        cache.save(state, self.path)
+        store.save(state, self.path)
 
     def load(self) -> dict[str, Any] | None:
-        """The last saved state, or ``None`` when there is none."""
-        return cache.load(self.path) if self.path.exists() else None
+        """The last saved state; ``None`` when there is none or it is damaged (then with a warning)."""
+        return store.read(self.path, "fit checkpoint")
 
 
 def accuracy(logits: Tensor, label: int) -> float:
     """Share of patches of ``(N, 2, h, w)`` logits classified as ``label``."""
     return (logits.argmax(1) == label).float().mean().item()
+
+
+@dataclass(frozen=True)
+class Update:
+    """What one step of a fit hands back to the loop."""
+
+    logs: dict[str, float]
+    """Scalars to log; those named ``loss*`` are checked for divergence after every step."""
+    refined: Tensor
+    """``(N, C, H, W)``: refiner outputs of this step in [-1, 1], watched for collapse."""
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A run of ``steps`` fit steps that all do the same update (SimGAN: pretrain R, pretrain D, alternate)."""
+
+    steps: int
+    update: Callable[[], Update]
+    """One step: draws its batches, updates networks, returns its logs and refined batch."""
+    images: int
+    """Images one step draws (source and target together), summed into what the fit returns."""
+    judged: bool = True
+    """Whether the discriminator is watched for winning outright (not while it pretrains on a fixed refiner)."""
+
+
+@dataclass
+class AdversarialFit:
+    """The fit loop of every adversarial refiner: resume, step, check, log, show, checkpoint.
+
+    Everything a step changes is named here (networks, optimizers, learning-rate
+    schedules, image pools, and ``random``, the one generator behind every random
+    draw), so a checkpoint holds all of it and a resumed fit repeats a straight
+    one bit for bit. A checkpoint that is damaged, or whose contents do not fit
+    these networks, restarts the fit with a :class:`CacheEntryWarning`.
+    """
+
+    method: str
+    """The refiner's name: prefix of the fit's metrics and image grids."""
+    settings: FitSchedule
+    phases: Sequence[Phase]
+    networks: dict[str, nn.Module]
+    optimizers: dict[str, torch.optim.Optimizer]
+    random: torch.Generator
+    synthetic: BatchSampler
+    """Source batches; with ``real`` and ``refine``, they make the image grids (source, refined, target)."""
+    real: BatchSampler
+    refine: Callable[[Tensor], Tensor]
+    schedules: dict[str, torch.optim.lr_scheduler.LRScheduler] = field(default_factory=dict)
+    pools: dict[str, ImageHistory] = field(default_factory=dict)
+    judge: tuple[str, str] = ("d_accuracy_real", "d_accuracy_refined")
+    """Logs of the discriminator that judges the refiner's output: its accuracy on real, on refined images."""
+    shown: tuple[str, ...] = ()
+    """Logs shown on the progress bar."""
+    pinned_advice: str = FitMonitor.pinned_advice
+
+    @property
+    def total_steps(self) -> int:
+        """Steps of all phases together."""
+        return sum(phase.steps for phase in self.phases)
+
+    def run(self, context: FitContext) -> int:
+        """Fit from the last checkpoint in ``context.checkpoint_dir`` (if any) to the end; return images drawn."""
+        settings, total = self.settings, self.total_steps
+        ends = list(itertools.accumulate(phase.steps for phase in self.phases))
+        checkpoints = Checkpointer(context.checkpoint_dir, settings.checkpoint_every)
+        monitor = FitMonitor(settings.min_std, patience=settings.collapse_patience, pinned_advice=self.pinned_advice)
+        start = self._resume(checkpoints, context.compute.device)
+        if start:
+            monitor.checkpoint_hint = f"; the last good checkpoint (step {start}) is kept at {checkpoints.path}"
+            context.tracker.set_tags({"s2r.resumed_from_step": str(start)})
+        for network in self.networks.values():
+            network.train()
+        images = 0
+        bar = tqdm(total=total, initial=start, desc=f"{self.method}: fit", unit="step", disable=not context.progress,
+                   leave=False)
+        for step in range(start, total):
+            phase = self.phases[bisect.bisect_right(ends, step)]
+            update = phase.update()
+            for schedule in self.schedules.values():
+                schedule.step()
+            images += phase.images
+            done = step + 1  # steps are counted from 1 in logs, grids, checkpoints and errors
+            monitor.check_losses(done, {k: v for k, v in update.logs.items() if k.startswith("loss")})
+            if done % settings.log_every == 0 or done == total:
+                bar.set_postfix(self._log(done, update, phase.judged, monitor, context))
+            if done % settings.grid_every == 0 or done == total:
+                self._log_grid(done, context)
+            if checkpoints.due(done) or done == total:
+                checkpoints.save(self._state(done))
+                monitor.checkpoint_hint = f"; the last good checkpoint (step {done}) is kept at {checkpoints.path}"
+            bar.update()
+        bar.close()
+        for network in self.networks.values():
+            network.eval()
+        return images
+
+    def _log(self, done: int, update: Update, judged: bool, monitor: FitMonitor, context: FitContext) -> dict[str, str]:
+        """Log the step's scalars and check the refined batch (and the judge); return the progress-bar postfix."""
+        refined = update.refined.float()
+        logs = {**update.logs, "refined_std": refined.flatten(1).std(1).mean().item(),
+                "refined_mean": refined.mean().item()}
+        if self.schedules:
+            logs["lr"] = next(iter(self.schedules.values())).get_last_lr()[0]
+        context.tracker.log_metrics({f"{self.method}/{k}": v for k, v in logs.items()}, step=done)
+        monitor.check_outputs(done, update.refined)
+        if judged:
+            monitor.check_discriminator(done, logs[self.judge[0]], logs[self.judge[1]])
+        return {k: f"{v:.3f}" for k, v in logs.items() if k in self.shown}
+
+    @torch.no_grad()
+    def _log_grid(self, done: int, context: FitContext) -> None:
+        """Log rows of source images, their refined versions and target images."""
+        shown, real = self.synthetic()[:8], self.real()
+        with context.compute.autocast():
+            refined = self.refine(shown).float()
+        context.tracker.log_image(grid([shown, refined, real[: len(shown)]]), f"{self.method}/grid_step{done:06d}.png")
+
+    def _parts(self) -> dict[str, dict[str, Any]]:
+        """What a checkpoint restores with ``load_state_dict(state)`` (pools also need the device)."""
+        return {"networks": self.networks, "optimizers": self.optimizers, "schedules": self.schedules}
+
+    def _state(self, step: int) -> dict[str, Any]:
+        """Everything the fit has changed by ``step``, as a checkpoint."""
+        state: dict[str, Any] = {"step": step, "random": self.random.get_state()}
+        for part, things in {**self._parts(), "pools": self.pools}.items():
+            state[part] = {key: thing.state_dict() for key, thing in things.items()}
+        return state
+
+    def _restore(self, saved: dict[str, Any], device: torch.device) -> int:
+        """Load a checkpoint of :meth:`_state`; return its step."""
+        for part, things in self._parts().items():
+            for key, thing in things.items():
+                thing.load_state_dict(saved[part][key])
+        for key, pool in self.pools.items():
+            pool.load_state_dict(saved["pools"][key], device)
+        self.random.set_state(saved["random"])
+        return int(saved["step"])
+
+    def _resume(self, checkpoints: Checkpointer, device: torch.device) -> int:
+        """Restore the last checkpoint and return its step; 0 (a fresh start) when none is usable."""
+        saved = checkpoints.load()
+        if saved is None:
+            return 0
+        fresh = copy.deepcopy(self._state(0))  # loading fails part-way through: undo what it changed
+        try:
+            return self._restore(saved, device)
+        except Exception as error:  # missing entries, other widths: whatever load_state_dict raises
+            self._restore(fresh, device)
+            reason = " ".join(f"{type(error).__name__}: {error}".split())[:300]
+            warnings.warn(f"fit checkpoint {checkpoints.path} does not match this fit's networks ({reason}); "
+                          "starting the fit afresh", CacheEntryWarning, stacklevel=3)
+            return 0

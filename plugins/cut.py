@@ -10,7 +10,9 @@ Authors' defaults: LSGAN with lambda_GAN 1; 256 patches per layer, temperature
 plus the identity term PatchNCE(y, G(y)) on target images, averaged with the
 main term; ``variant="fastcut"``: lambda_NCE 10 and no identity term. Adam
 2e-4, beta1 0.5, constant then linearly decaying learning rate, Xavier init
-(the authors' CUT default). Networks and fit loop are shared with ``cyclegan``.
+(the authors' CUT default). Networks, losses and schedule are shared with
+``cyclegan`` (``plugins/translation``), the fit loop with ``cyclegan`` and
+``simgan`` (``plugins/adversarial.py``).
 
 Choices (config fields):
 
@@ -38,15 +40,16 @@ networks for tests.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from sim2real_bench import hookimpl
-from sim2real_bench.config import BUDGETS
+from sim2real_bench.config import BUDGETS, at_least, one_of, positive
 from sim2real_bench.device import Compute
 from sim2real_bench.hookspecs import Register
+from sim2real_bench.plugins.adversarial import Update
 from sim2real_bench.plugins.translation.networks import init_weights
 from sim2real_bench.plugins.translation.patchnce import PatchProjector, patch_nce_loss
 from sim2real_bench.plugins.translation.training import (
@@ -75,6 +78,8 @@ class CUTConfig(TranslationConfig):
     gan_weight: float = 1.0
     """lambda_GAN."""
 
+    section: ClassVar[str] = "cut"
+
     @property
     def nce_weight(self) -> float:
         """lambda_NCE of the variant."""
@@ -84,6 +89,15 @@ class CUTConfig(TranslationConfig):
     def nce_identity(self) -> bool:
         """Whether the variant adds PatchNCE(y, G(y)) on target images."""
         return VARIANTS[self.variant][1]
+
+    def problems(self) -> list[str]:
+        """The shared settings' problems and CUT's own."""
+        problems = [*super().problems(), *one_of(self, "variant", VARIANTS),
+                    *at_least(self, 1, "patches", "projection_dim"), *positive(self, "temperature", "gan_weight")]
+        layers = ("input", "down1", "down2", *(f"block{k}" for k in range(1, self.blocks + 1)))
+        if not self.nce_layers or any(layer not in layers for layer in self.nce_layers):
+            problems.append(f"nce_layers {self.nce_layers!r} must name some of {', '.join(layers)}")
+        return problems
 
 
 PAPER = CUTConfig()
@@ -109,22 +123,6 @@ class CUT(TranslationGAN):
         channels = [self.generator.tap_channels[layer] for layer in config.nce_layers]
         self.projector = init_weights(PatchProjector(channels, config.projection_dim), config.init)
 
-    def _problems(self, config: CUTConfig) -> list[str]:
-        problems = []
-        if config.variant not in VARIANTS:
-            problems.append(f"variant {config.variant!r} is not one of {', '.join(VARIANTS)}")
-        layers = ("input", "down1", "down2", *(f"block{k}" for k in range(1, config.blocks + 1)))
-        unknown = [layer for layer in config.nce_layers if layer not in layers]
-        if unknown or not config.nce_layers:
-            problems.append(f"nce_layers {config.nce_layers!r} must name some of {', '.join(layers)}")
-        for field in ("patches", "projection_dim"):
-            if getattr(config, field) < 1:
-                problems.append(f"{field} must be at least 1, got {getattr(config, field)}")
-        for field in ("temperature", "gan_weight"):
-            if getattr(config, field) <= 0:
-                problems.append(f"{field} must be positive, got {getattr(config, field)}")
-        return problems
-
     @property
     def networks(self) -> dict[str, nn.Module]:
         return {**super().networks, "projector": self.projector}
@@ -144,12 +142,12 @@ class CUT(TranslationGAN):
         return torch.stack(losses).mean()
 
     def train_step(self, source: Tensor, target: Tensor, optimizers: dict[str, torch.optim.Optimizer],
-                   compute: Compute) -> dict[str, Any]:
+                   compute: Compute) -> Update:
         config, n = self.config, len(source)
         with compute.autocast():
             translated = self.generator(torch.cat([source, target]) if config.nce_identity else source)
         fake = translated[:n]
-        logs: dict[str, Any] = discriminator_step(self.discriminator, target, fake, optimizers["discriminator"], compute)
+        logs = discriminator_step(self.discriminator, target, fake, optimizers["discriminator"], compute)
 
         with compute.autocast(), frozen(self.discriminator):
             gan = lsgan_loss(self.discriminator(fake), True)
@@ -163,8 +161,8 @@ class CUT(TranslationGAN):
         optimizers["generator"].zero_grad(set_to_none=True)
         loss.backward()
         optimizers["generator"].step()
-        logs.update({"loss_gan": gan.item(), "loss_generator": loss.item(), "_refined": fake.detach()})
-        return logs
+        logs.update({"loss_gan": gan.item(), "loss_generator": loss.item()})
+        return Update(logs, fake.detach())
 
 
 @hookimpl

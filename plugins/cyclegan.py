@@ -8,8 +8,9 @@ the authors' code: LSGAN for both directions, cycle consistency
 ``|G(y) - y|_1 + |F(x) - x|_1`` with weight 0.5 of the cycle weight, and each
 discriminator trained on an image pool of its 50 last fakes (half the time an
 old fake replaces the new one). Adam 2e-4, beta1 0.5; the learning rate stays
-constant, then decays linearly to 0. Networks and fit loop are shared with
-``cut`` (``plugins/translation``).
+constant, then decays linearly to 0. Networks, losses and schedule are shared
+with ``cut`` (``plugins/translation``), the fit loop with ``cut`` and ``simgan``
+(``plugins/adversarial.py``).
 
 Choices where the paper's setting does not carry over to 35x55 images (config fields):
 
@@ -38,17 +39,17 @@ networks for tests.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sim2real_bench import hookimpl
-from sim2real_bench.config import BUDGETS
+from sim2real_bench.config import BUDGETS, at_least, not_negative
 from sim2real_bench.device import Compute
 from sim2real_bench.hookspecs import Register
-from sim2real_bench.plugins.adversarial import ImageHistory
+from sim2real_bench.plugins.adversarial import ImageHistory, Update
 from sim2real_bench.plugins.translation.networks import PatchDiscriminator, ResnetGenerator, init_weights
 from sim2real_bench.plugins.translation.training import (
     TranslationConfig, TranslationGAN, discriminator_step, frozen, lsgan_loss)
@@ -64,6 +65,13 @@ class CycleGANConfig(TranslationConfig):
     """lambda_identity, as a share of the cycle weight (0 switches the identity loss off)."""
     pool_size: int = 50
     """Translated images each discriminator's pool holds."""
+
+    section: ClassVar[str] = "cyclegan"
+
+    def problems(self) -> list[str]:
+        """The shared settings' problems and CycleGAN's own."""
+        return [*super().problems(), *not_negative(self, "cycle_weight", "identity_weight"),
+                *at_least(self, 1, "pool_size")]
 
 
 PAPER = CycleGANConfig()
@@ -90,13 +98,6 @@ class CycleGAN(TranslationGAN):
         self.pool_target = ImageHistory(config.pool_size, self.random)
         self.pool_source = ImageHistory(config.pool_size, self.random)
 
-    def _problems(self, config: CycleGANConfig) -> list[str]:
-        problems = [f"{field} must not be negative, got {getattr(config, field)}"
-                    for field in ("cycle_weight", "identity_weight") if getattr(config, field) < 0]
-        if config.pool_size < 1:
-            problems.append(f"pool_size must be at least 1, got {config.pool_size}")
-        return problems
-
     @property
     def networks(self) -> dict[str, nn.Module]:
         return {**super().networks, "inverse": self.inverse, "discriminator_source": self.discriminator_source}
@@ -110,7 +111,7 @@ class CycleGAN(TranslationGAN):
         return {"target": self.pool_target, "source": self.pool_source}
 
     def train_step(self, source: Tensor, target: Tensor, optimizers: dict[str, torch.optim.Optimizer],
-                   compute: Compute) -> dict[str, Any]:
+                   compute: Compute) -> Update:
         config, n = self.config, len(source)
         identity = config.identity_weight > 0
         with compute.autocast(), frozen(self.discriminator, self.discriminator_source):
@@ -138,8 +139,7 @@ class CycleGAN(TranslationGAN):
         for key, value in discriminator_step(self.discriminator_source, source, self.pool_source.query(fake_source),
                                              optimizers["discriminator_source"], compute).items():
             logs[f"{key}_source"] = value
-        logs["_refined"] = fake_target.detach()
-        return logs
+        return Update(logs, fake_target.detach())
 
 
 @hookimpl

@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
 from sim2real_bench import hookimpl
-from sim2real_bench.config import BUDGETS
+from sim2real_bench.config import BUDGETS, Checked, at_least
 from sim2real_bench.data import Samples
 from sim2real_bench.errors import ConfigError
 from sim2real_bench.hookspecs import Register
@@ -41,13 +42,21 @@ from sim2real_bench.refiner import FitContext, Refiner
 
 
 @dataclass(frozen=True)
-class FDAConfig:
+class FDAConfig(Checked):
     """Settings of ``fda``."""
 
     window: float = 0.1
     """L: the swapped window's half-size as a share of ``min(H, W)`` (b = floor(min(H, W) * L))."""
     targets: int = 50_000
     """Target images whose low-frequency amplitudes are kept to draw from."""
+
+    section: ClassVar[str] = "fda"
+
+    def problems(self) -> list[str]:
+        problems = at_least(self, 1, "targets")
+        if not 0 < self.window < math.inf:
+            problems.append(f"window L={self.window} changes nothing; use a positive L (e.g. --set refiner.window=0.1)")
+        return problems
 
 
 class FDA(Refiner):
@@ -59,8 +68,9 @@ class FDA(Refiner):
     def __init__(self, config: FDAConfig, image_shape: tuple[int, int, int]) -> None:
         _, height, width = image_shape
         side = min(height, width)
-        half = math.floor(side * config.window) if config.window > 0 else 0
-        if config.window <= 0 or half < 1:
+        half = math.floor(side * config.window)
+        # The window's size in frequencies depends on the images, so this check waits for them.
+        if half < 1:
             raise ConfigError(
                 f"fda: window L={config.window} gives a low-frequency square of half-size b = floor({side} * L) = "
                 f"{half} on {height}x{width} images, which changes nothing; use L >= {1 / side:.3f} "
@@ -68,8 +78,6 @@ class FDA(Refiner):
         if 2 * half + 1 > side:
             raise ConfigError(f"fda: window L={config.window} gives a {2 * half + 1}-frequency square, wider than "
                               f"{height}x{width} images; use L <= {(side - 1) / 2 / side:.3f}")
-        if config.targets < 1:
-            raise ConfigError(f"fda: targets must be at least 1, got {config.targets}")
         super().__init__(config, image_shape)
         self.half = half
         centre_h, centre_w = height // 2, width // 2  # the zero frequency after fftshift, odd or even size

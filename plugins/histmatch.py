@@ -11,14 +11,14 @@ closes the sim-to-real gap must beat this: it changes intensities, never structu
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
 from sim2real_bench import hookimpl
-from sim2real_bench.config import BUDGETS
+from sim2real_bench.config import BUDGETS, Checked, at_least, one_of
 from sim2real_bench.data import Samples
-from sim2real_bench.errors import ConfigError
 from sim2real_bench.hookspecs import Register
 from sim2real_bench.refiner import FitContext, Refiner
 
@@ -26,13 +26,18 @@ MODES = ("histogram", "reinhard")
 
 
 @dataclass(frozen=True)
-class HistMatchConfig:
+class HistMatchConfig(Checked):
     """Settings of ``histmatch``."""
 
     mode: str = "histogram"
     """``histogram`` (full histogram specification) or ``reinhard`` (mean and std)."""
     levels: int = 256
     """Intensity levels of the histograms."""
+
+    section: ClassVar[str] = "histmatch"
+
+    def problems(self) -> list[str]:
+        return [*one_of(self, "mode", MODES), *at_least(self, 2, "levels")]
 
 
 class HistMatch(Refiner):
@@ -42,10 +47,6 @@ class HistMatch(Refiner):
     presets = {budget: HistMatchConfig() for budget in BUDGETS}
 
     def __init__(self, config: HistMatchConfig, image_shape: tuple[int, int, int]) -> None:
-        if config.mode not in MODES:
-            raise ConfigError(f"histmatch mode {config.mode!r} is unknown; choose one of {', '.join(MODES)}")
-        if config.levels < 2:
-            raise ConfigError(f"histmatch needs at least 2 levels, got {config.levels}")
         super().__init__(config, image_shape)
         self.quantiles = torch.linspace(-1, 1, config.levels)
         self.mean, self.std = torch.tensor(0.0), torch.tensor(1.0)

@@ -20,14 +20,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import kornia.augmentation as K
 import torch
 from torch import Tensor, nn
 
 from sim2real_bench import hookimpl
-from sim2real_bench.config import BUDGETS
-from sim2real_bench.errors import ConfigError
+from sim2real_bench.config import BUDGETS, Checked
 from sim2real_bench.hookspecs import Register
 from sim2real_bench.refiner import Refiner
 
@@ -75,11 +75,21 @@ is registered but not a default: it costs about as much as all the others togeth
 
 
 @dataclass(frozen=True)
-class RandomizeConfig:
+class RandomizeConfig(Checked):
     """Settings of ``randomize``."""
 
     pipeline: tuple[str, ...] = DEFAULT_PIPELINE
     """Names from :data:`AUGMENTATIONS`, applied in this order (each with its own probability)."""
+
+    section: ClassVar[str] = "randomize"
+
+    def problems(self) -> list[str]:
+        unknown = [name for name in self.pipeline if name not in AUGMENTATIONS]
+        if unknown:
+            return [f"unknown augmentation(s) {', '.join(map(repr, unknown))}; known: {', '.join(AUGMENTATIONS)}"]
+        if not self.pipeline:
+            return [f"the pipeline is empty; name at least one of {', '.join(AUGMENTATIONS)}"]
+        return []
 
 
 class Randomize(Refiner):
@@ -90,12 +100,6 @@ class Randomize(Refiner):
     per_batch = True
 
     def __init__(self, config: RandomizeConfig, image_shape: tuple[int, int, int]) -> None:
-        unknown = [name for name in config.pipeline if name not in AUGMENTATIONS]
-        if unknown:
-            raise ConfigError(f"randomize: unknown augmentation(s) {', '.join(map(repr, unknown))}; "
-                              f"known: {', '.join(AUGMENTATIONS)}")
-        if not config.pipeline:
-            raise ConfigError(f"randomize: the pipeline is empty; name at least one of {', '.join(AUGMENTATIONS)}")
         super().__init__(config, image_shape)
         self.augment = nn.Sequential(*(AUGMENTATIONS[name]() for name in config.pipeline))
 

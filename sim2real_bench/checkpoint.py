@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from sim2real_bench import cache
+from sim2real_bench import store
 from sim2real_bench.errors import DataError
 from sim2real_bench.refiner import Refiner
 from sim2real_bench.registry import Registry
@@ -27,7 +27,7 @@ ARTIFACT = "refiner/refiner.pt"
 
 def save(name: str, refiner: Refiner, input_space: str, path: Path) -> None:
     """Write ``refiner`` (registered as ``name``), fitted on images in the task's ``input_space``."""
-    cache.save({
+    store.save({
         "format": FORMAT,
         "version": VERSION,
         "refiner": name,

@@ -11,15 +11,20 @@ import contextlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sim2real_bench import __version__
 from sim2real_bench.config import BUDGETS, DEFAULT_BUDGET
 from sim2real_bench.device import DEVICES, PRECISIONS
 from sim2real_bench.errors import ConfigError, DataError, S2RError
 from sim2real_bench.registry import KINDS, default_registry
-from sim2real_bench.runner import ORACLE
+from sim2real_bench.plan import ORACLE
 from sim2real_bench.sweep import DEFAULT_EXPERIMENT
 
+if TYPE_CHECKING:
+    from sim2real_bench.plan import RunSpec
+
+ALL = "all"
 FORMATS = ("markdown", "csv", "html")
 SUFFIXES = {"markdown": "md", "csv": "csv", "html": "html"}
 
@@ -73,6 +78,18 @@ def _parser() -> argparse.ArgumentParser:
     ui.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     ui.add_argument("--port", type=int, default=5000)
     ui.add_argument("--tracking-uri", help="MLflow tracking URI (default: as for run)")
+    ui.add_argument("--experiment", help="experiment to land on (default: the one with the newest run)")
+    ui.add_argument("--open", action="store_true", help="open the landing link in a web browser once the UI answers")
+
+    realism = commands.add_parser("realism", help="how far a set of images is from real captures: two-sample "
+                                  "test, KID, image statistics")
+    realism.add_argument("dataset", help="the images judged: a dataset spec NAME[:ARG] (a domain, an exported folder:)")
+    realism.add_argument("--real", required=True, help="the real captures, a dataset spec, e.g. folder:PATH")
+    realism.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
+    realism.add_argument("--count", type=int, default=2000, help="images per side at most (default 2000)")
+    realism.add_argument("--split", default="train", choices=("train", "test"), help="split of both (default train)")
+    realism.add_argument("--out", type=Path, help="also write realism.json, realism.md and PNGs into this folder")
+    realism.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICES)}")
 
     preview = commands.add_parser("preview", help="write a grid of sample images of a dataset")
     preview.add_argument("dataset", help="dataset spec NAME[:ARG]")
@@ -99,36 +116,67 @@ def _add_combination_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
-def _run(args: argparse.Namespace) -> None:
-    from sim2real_bench.runner import RunSpec, result_json, run
+def _run_spec(args: argparse.Namespace, refiner: str, task: str, seed: int = 0) -> RunSpec:
+    """The run spec the combination options describe."""
+    from sim2real_bench.plan import RunSpec
 
-    spec = RunSpec(
-        refiner=args.refiner, task=args.task, seed=args.seed, budget=args.budget, device=args.device,
-        precision=args.precision, source=args.source, target=args.target, target_test=args.target_test,
-        overrides=tuple(args.overrides),
-    )
+    return RunSpec(refiner=refiner, task=task, seed=seed, budget=args.budget, device=args.device,
+                   precision=args.precision, source=args.source, target=args.target, target_test=args.target_test,
+                   overrides=tuple(args.overrides))
+
+
+def parse_names(text: str, known: Sequence[str], kind: str) -> list[str]:
+    """A comma-separated list of names, or ``all``; unknown names fail with the known ones listed."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise ConfigError(f"no {kind} given; pass a comma-separated list or '{ALL}'")
+    if names == [ALL]:
+        return list(known)
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ConfigError(f"unknown {kind} {', '.join(unknown)}; known: {', '.join(known)}, or '{ALL}'")
+    return list(dict.fromkeys(names))
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``0,1,2`` to a list of seeds."""
+    try:
+        seeds = [int(seed) for seed in text.split(",") if seed.strip()]
+    except ValueError as error:
+        raise ConfigError(f"--seeds {text!r} is not a comma-separated list of integers") from error
+    if not seeds:
+        raise ConfigError("--seeds is empty; pass e.g. --seeds 0,1,2")
+    return list(dict.fromkeys(seeds))
+
+
+def _run(args: argparse.Namespace) -> None:
+    from sim2real_bench.plan import resolve
+    from sim2real_bench.runner import result_json, run
+
+    plan = resolve(_run_spec(args, args.refiner, args.task, args.seed))
     redirect = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
     with redirect:
-        result = run(spec, tracking_uri=args.tracking_uri, progress=not args.no_progress, experiment=args.experiment)
+        result = run(plan, tracking_uri=args.tracking_uri, progress=not args.no_progress, experiment=args.experiment)
     if args.json:
         print(result_json(result))
         return
-    role = " (reference)" if args.refiner == ORACLE else ""
-    print(f"{args.refiner}{role} on {args.task}, seed {args.seed}, budget {args.budget}: run {result.run_id}")
-    for name, value in sorted(result.metrics.items()):
-        print(f"  {name:36s} {value:12.4f}")
+    from sim2real_bench import summary, tracking
+
+    print(summary.summary(plan, result, tracking.resolve_tracking_uri(args.tracking_uri)))
 
 
 def _sweep(args: argparse.Namespace) -> None:
-    from sim2real_bench.runner import RunSpec
-    from sim2real_bench.sweep import sweep
+    from sim2real_bench.sweep import expand, refiner_names, sweep
 
-    template = RunSpec(
-        refiner=ORACLE, task="", budget=args.budget, device=args.device, precision=args.precision,
-        source=args.source, target=args.target, target_test=args.target_test, overrides=tuple(args.overrides),
+    registry = default_registry()
+    specs = expand(
+        _run_spec(args, ORACLE, ""),
+        parse_names(args.refiners, refiner_names(registry), "refiner(s)"),
+        parse_names(args.tasks, sorted(registry.entries("tasks")), "task(s)"),
+        parse_seeds(args.seeds),
+        registry,
     )
-    result = sweep(template, args.refiners, args.tasks, args.seeds, args.tracking_uri, args.experiment,
-                   progress=not args.no_progress)
+    result = sweep(specs, args.tracking_uri, args.experiment, progress=not args.no_progress, registry=registry)
     print(f"sweep run {result.parent_run_id}: {len(result.ran)} ran, {len(result.skipped)} finished before, "
           f"{len(result.failed)} failed")
     if result.failed:
@@ -137,12 +185,9 @@ def _sweep(args: argparse.Namespace) -> None:
 
 def _refine(args: argparse.Namespace) -> None:
     from sim2real_bench.export import ExportSpec, export
-    from sim2real_bench.runner import RunSpec
 
     spec = ExportSpec(
-        run=RunSpec(refiner=args.refiner, task=args.task, seed=args.seed, budget=args.budget, device=args.device,
-                    precision=args.precision, source=args.source, target=args.target, target_test=args.target_test,
-                    overrides=tuple(args.overrides)),
+        run=_run_spec(args, args.refiner, args.task, args.seed),
         out=args.out, limit=args.limit, from_run=args.from_run, checkpoint=args.checkpoint, overwrite=args.overwrite,
     )
     result = export(spec, tracking_uri=args.tracking_uri, progress=not args.no_progress)
@@ -204,19 +249,36 @@ def _report(args: argparse.Namespace) -> None:
 
 
 def _ui(args: argparse.Namespace) -> None:
-    from sim2real_bench import tracking
+    import webbrowser
+
+    from sim2real_bench import tracking, ui
 
     uri = tracking.resolve_tracking_uri(args.tracking_uri)
     tracking.check_tracking_uri(uri)
-    print(f"MLflow UI for {uri} at http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
-    tracking.serve_ui(uri, args.host, args.port)
+    if not ui.check_address(args.host, args.port):
+        print(ui.exposure_warning(args.host, args.port), file=sys.stderr, flush=True)
+    landing = ui.prepare_landing(tracking.client(uri), args.experiment, default_registry())
+    base = ui.base_url(args.host, args.port)
+    link = landing.url(base)
+    print(f"MLflow UI for {uri} at {base} (Ctrl-C stops it)", flush=True)
+    where = f"the runs of experiment {landing.experiment!r}" if landing.experiment else "the experiments (no runs yet)"
+    print(f"open {where}, refiners compared: {link}", flush=True)
+
+    def open_browser() -> None:
+        if not webbrowser.open(link):
+            print("s2r-bench: no web browser found here; open the link above", file=sys.stderr, flush=True)
+
+    try:
+        ui.serve(uri, args.host, args.port, open_browser if args.open else None)
+    except KeyboardInterrupt:
+        print("s2r-bench: stopped the MLflow UI", file=sys.stderr)
 
 
 def _preview(args: argparse.Namespace) -> None:
     from PIL import Image
 
     from sim2real_bench.images import grid
-    from sim2real_bench.runner import build_dataset
+    from sim2real_bench.plan import build_dataset
 
     if args.count < 1:
         raise ConfigError("--count must be at least 1")
@@ -230,20 +292,51 @@ def _preview(args: argparse.Namespace) -> None:
     print(f"wrote {len(images)} {dataset.spec}/{args.split} images to {args.out}")
 
 
-COMMANDS = {"run": _run, "sweep": _sweep, "refine": _refine, "ui": _ui, "list": _list, "plugins": _plugins, "preview": _preview, "report": _report}
+def _realism(args: argparse.Namespace) -> None:
+    from sim2real_bench import yardstick
+    from sim2real_bench.device import resolve_compute
+    from sim2real_bench.plan import build_dataset
+
+    if args.out is not None and not args.out.parent.is_dir():
+        raise ConfigError(f"--out {args.out}: folder {args.out.parent} does not exist; create it first")
+    seeds = parse_seeds(args.seeds)
+    registry = default_registry()
+    candidate, real = build_dataset(args.dataset, registry), build_dataset(args.real, registry)
+    compute = resolve_compute(args.device, "fp32")
+    comparison = yardstick.measure(candidate, real, seeds, compute, count=args.count, split=args.split)
+    print(comparison.table())
+    if args.out is not None:
+        print("wrote " + ", ".join(str(path) for path in yardstick.write(comparison, args.out)))
+
+
+COMMANDS = {"run": _run, "sweep": _sweep, "refine": _refine, "ui": _ui, "list": _list, "plugins": _plugins, "preview": _preview, "realism": _realism, "report": _report}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``s2r-bench`` console script."""
+    """Entry point of the ``s2r-bench`` console script.
+
+    SIGTERM is handled like Ctrl-C (runs end KILLED, partial outputs are removed),
+    and a tracking store that cannot be used is refused before any work starts.
+    """
+    from sim2real_bench.signals import Terminated, sigterm_as_interrupt
+
     args = _parser().parse_args(argv)
-    try:
-        COMMANDS[args.command](args)
-    except S2RError as error:
-        print(f"s2r-bench: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("s2r-bench: interrupted", file=sys.stderr)
-        return 130
+    with sigterm_as_interrupt():
+        try:
+            if hasattr(args, "tracking_uri"):
+                from sim2real_bench import tracking
+
+                tracking.check_tracking_uri(tracking.resolve_tracking_uri(args.tracking_uri))
+            COMMANDS[args.command](args)
+        except S2RError as error:
+            print(f"s2r-bench: error: {error}", file=sys.stderr)
+            return 2
+        except Terminated:
+            print("s2r-bench: terminated (SIGTERM)", file=sys.stderr)
+            return 143
+        except KeyboardInterrupt:
+            print("s2r-bench: interrupted", file=sys.stderr)
+            return 130
     return 0
 
 

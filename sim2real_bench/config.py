@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable, Mapping
+import math
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from sim2real_bench.errors import ConfigError, UnknownNameError
 
@@ -21,14 +22,69 @@ DEFAULT_BUDGET = "quick"
 C = TypeVar("C")
 
 
+def at_least(config: Any, minimum: int, *names: str) -> list[str]:
+    """A problem for each setting of ``names`` under ``minimum``."""
+    return [f"{name} must be at least {minimum}, got {getattr(config, name)}"
+            for name in names if not getattr(config, name) >= minimum]
+
+
+def not_negative(config: Any, *names: str) -> list[str]:
+    """A problem for each setting of ``names`` that is negative, NaN or infinite."""
+    return [f"{name} must be a finite number >= 0, got {getattr(config, name)}"
+            for name in names if not 0 <= getattr(config, name) < math.inf]
+
+
+def positive(config: Any, *names: str) -> list[str]:
+    """A problem for each setting of ``names`` that is not a positive finite number (NaN included)."""
+    return [f"{name} must be positive and finite, got {getattr(config, name)}"
+            for name in names if not 0 < getattr(config, name) < math.inf]
+
+
+def one_of(config: Any, name: str, choices: Collection[str]) -> list[str]:
+    """A problem when setting ``name`` is not among ``choices``."""
+    value = getattr(config, name)
+    return [] if value in choices else [f"{name} {value!r} is not one of {', '.join(choices)}"]
+
+
+class Checked:
+    """A config dataclass that validates itself when made: the one way every config is checked.
+
+    :meth:`problems` lists what is wrong (subclasses add theirs to
+    ``super().problems()``) and ``__post_init__`` raises one :class:`ConfigError`
+    naming them all. ``dataclasses.replace``, which ``--set`` uses, runs it too,
+    so a bad override fails when the plan is made, before any work.
+    """
+
+    section: ClassVar[str] = "config"
+    """Who the settings belong to: the first word of the error (a refiner's name, ``task``, ``data``)."""
+    override: ClassVar[str] = "refiner"
+    """The ``--set`` section that changes them."""
+
+    def __post_init__(self) -> None:
+        problems = self.problems()
+        if problems:
+            raise ConfigError(f"{self.section}: {'; '.join(problems)} "
+                              f"(change them with --set {self.override}.FIELD=VALUE)")
+
+    def problems(self) -> list[str]:
+        """What is wrong with these settings, one phrase each (empty when nothing is)."""
+        return []
+
+
 @dataclass(frozen=True)
-class DataConfig:
+class DataConfig(Checked):
     """How many images each split of a combination uses."""
 
     source_train: int
     target_train: int
     test: int
     """Size of both test splits (source and target)."""
+
+    section: ClassVar[str] = "data"
+    override: ClassVar[str] = "data"
+
+    def problems(self) -> list[str]:
+        return at_least(self, 1, "source_train", "target_train", "test")
 
 
 DATA_PRESETS: dict[str, DataConfig] = {

@@ -59,11 +59,18 @@ def stable_seed(*parts: object) -> int:
 class Dataset(ABC):
     """A domain of images, synthetic or real, with its splits and label geometry."""
 
-    label_kind: ClassVar[str]
-    """What the labels mean; a task accepts only datasets of its label kind."""
+    label_kind: ClassVar[str | None]
+    """What the labels mean; a task accepts only datasets of its label kind. ``None``
+    for a dataset labeled by column names only (``folder:``): its kind is the
+    registered one with those columns (``Registry.label_kind_of``)."""
 
     label_names: ClassVar[tuple[str, ...]]
-    """One name per label column, for ``labels.csv`` files and reports."""
+    """One name per label column, for ``labels.csv`` files and reports; the pipeline
+    reads labels by these names, in the task's column order."""
+
+    input_space: str | None = None
+    """The task input space (``Task.input_space()``) the images already are in, if any:
+    an export of refined images. The pipeline does not apply that space again."""
 
     def __init__(self, name: str, argument: str | None = None) -> None:
         self.name = name

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 
+from sim2real_bench.data import stable_seed
 from sim2real_bench.errors import ConfigError, DeviceError
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -71,3 +73,17 @@ def seed_everything(seed: int) -> None:
     """Seed Python's and torch's generators (CPU and CUDA)."""
     random.seed(seed)
     torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def seeded(seed: int, scope: str, compute: Compute) -> Iterator[None]:
+    """Run a block with torch's global generators seeded from ``(seed, scope)`` and restored after.
+
+    Each stage of a run draws from its own scope, so what it computes never
+    depends on what ran before it in the process (a cached fit, another run of
+    a sweep, a probe trained or loaded).
+    """
+    devices = [compute.device.index or 0] if compute.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(stable_seed(seed, scope))
+        yield

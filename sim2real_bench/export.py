@@ -27,17 +27,18 @@ from pathlib import Path
 from PIL import Image
 from tqdm.auto import tqdm
 
-from sim2real_bench import checkpoint, tracking
+from sim2real_bench import checkpoint, stages, tracking
 from sim2real_bench.config import flatten
 from sim2real_bench.data import Samples
 from sim2real_bench.device import seed_everything
 from sim2real_bench.errors import ConfigError, DataError, TrackingError
 from sim2real_bench.images import grid, to_uint8
+from sim2real_bench.plan import ORACLE, Plan, RunSpec, resolve
 from sim2real_bench.refiner import Refiner
 from sim2real_bench.registry import Registry, default_registry
-from sim2real_bench.runner import (
-    ORACLE, Plan, RunSpec, Stopwatch, fit_refiner, load_split, log_refiner, normalized, plan, refine_all, versions,
-)
+from sim2real_bench.runner import versions
+from sim2real_bench.stages import Fitted, RunContext
+from sim2real_bench.store import Store
 
 LABELS = "labels.csv"
 MANIFEST = "refiner.json"
@@ -103,8 +104,8 @@ def _restored(spec: ExportSpec, uri: str, registry: Registry, folder: Path) -> c
 
 
 def write_samples(refiner: Refiner, source: Samples, resolved: Plan, folder: Path, progress: bool) -> None:
-    """Refine ``source`` in batches and write the PNGs and ``labels.csv`` into ``folder``."""
-    names = resolved.source.label_names
+    """Refine ``source`` in batches and write the PNGs and ``labels.csv`` (the task's columns) into ``folder``."""
+    names = resolved.task_class.label_names
     width = max(6, len(str(len(source) - 1)))
     with (folder / LABELS).open("w", newline="") as handle, \
             tqdm(total=len(source), desc="refine: write", unit="img", disable=not progress) as bar:
@@ -112,7 +113,7 @@ def write_samples(refiner: Refiner, source: Samples, resolved: Plan, folder: Pat
         writer.writerow(["file", *names])
         labels = source.labels.tolist()
         for start in range(0, len(source), BATCH):
-            batch = refine_all(refiner, source.images[start : start + BATCH], resolved.compute, BATCH, progress=False)
+            batch = stages.refine_images(refiner, source.images[start : start + BATCH], resolved.compute)
             pixels = to_uint8(batch).numpy()
             for offset, image in enumerate(pixels):
                 index = start + offset
@@ -158,7 +159,7 @@ def export(spec: ExportSpec, registry: Registry | None = None, tracking_uri: str
             run_spec = replace(run_spec, refiner=restored.name)
         elif not run_spec.refiner:
             raise ConfigError("name a refiner with --refiner, or give a fitted one with --from-run or --checkpoint")
-        resolved = plan(run_spec, registry)
+        resolved = resolve(run_spec, registry)
         if restored is not None:
             if restored.refiner.image_shape != resolved.source.image_shape:
                 raise DataError(f"the checkpoint's refiner takes {restored.refiner.image_shape} images but "
@@ -177,27 +178,25 @@ def _export(spec: ExportSpec, resolved: Plan, restored: checkpoint.Restored | No
     tracker.log_params({**flatten(config), "out": str(spec.out.resolve()), "limit": spec.limit,
                         "from_run": spec.from_run, "checkpoint": spec.checkpoint})
     seed_everything(run_spec.seed)
+    context = RunContext(compute, tracker, run_spec.seed, Store.default(), progress)
+    task = resolved.new_task()
     size = data.source_train if spec.limit is None else min(spec.limit, data.source_train)
-    task = resolved.task_class(resolved.task_config, resolved.source.image_shape, len(resolved.source.label_names))
-    watch = Stopwatch()
     if restored is None:
-        with watch.stage("data"):
-            source = normalized(task, load_split(resolved.source, "train", data.source_train, run_spec.seed, progress),
-                                compute)
-            target = normalized(task, load_split(resolved.target, "train", data.target_train, run_spec.seed, progress),
-                                compute).without_labels()
-        refiner, _ = fit_refiner(resolved, task, source, target, tracker, watch, progress)
-        log_refiner(tracker, run_spec.refiner, refiner, task.input_space())
+        with context.watch.stage("data"):
+            source, target = (stages.to_input_space(task, stages.load_split(resolved, split, context), compute)
+                              for split in ("source_train", "target_train"))
+        fitted = stages.fit_refiner(resolved, source, target, task.input_space(), context)
+        stages.log_refiner(fitted, run_spec.refiner, task.input_space(), context)
         source = Samples(source.images[:size], source.labels[:size])
     else:
         if restored.input_space != task.input_space():
             raise DataError(f"the checkpoint's refiner was fitted on images with {restored.input_space} but task "
                             f"{run_spec.task!r} feeds {task.input_space()}; export with the task it was fitted for")
-        refiner = restored.refiner
-        refiner.to(compute.device)
-        with watch.stage("data"):
-            source = normalized(task, load_split(resolved.source, "train", size, run_spec.seed, progress), compute)
-    seed_everything(run_spec.seed)
+        restored.refiner.to(compute.device)
+        fitted = Fitted(restored.refiner, "")
+        with context.watch.stage("data"):
+            source = stages.to_input_space(task, stages.load_split(resolved, "source_train", context, size), compute)
+    refiner = fitted.refiner
     partial = spec.out.resolve().parent / f".{spec.out.name}.partial-{os.getpid()}"
     for stale in spec.out.resolve().parent.glob(f".{spec.out.name}.partial-*"):
         shutil.rmtree(stale, ignore_errors=True)
@@ -214,7 +213,7 @@ def _export(spec: ExportSpec, resolved: Plan, restored: checkpoint.Restored | No
             "data": {"source": resolved.source.identity("train", len(source), run_spec.seed),
                      "target": resolved.target.identity("train", data.target_train, run_spec.seed)},
             "input_space": task.input_space(),
-            "label_names": list(resolved.source.label_names),
+            "label_names": list(resolved.task_class.label_names),
             "versions": versions(),
             "mlflow_run_id": tracker.run_id,
             "from_run": spec.from_run,
@@ -224,11 +223,10 @@ def _export(spec: ExportSpec, resolved: Plan, restored: checkpoint.Restored | No
         _replace(partial, spec.out)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
-    shown = slice(0, 12)
-    preview = refine_all(refiner, source.images[shown], compute, progress=False)
-    tracker.log_image(grid([source.images[shown], preview]), "samples/synthetic_refined.png")
+    shown = source.images[: stages.SHOWN]
+    tracker.log_image(grid([shown, stages.refine_images(refiner, shown, compute)]), "samples/synthetic_refined.png")
     tracker.log_dict(manifest, MANIFEST)
-    metrics = {**watch.metrics, "export/samples": len(source), "time/export_s": seconds,
+    metrics = {**context.watch.metrics, "export/samples": len(source), "time/export_s": seconds,
                "throughput/export_img_s": len(source) / seconds}
     tracker.log_metrics(metrics)
     return ExportResult(spec.out, len(source), tracker.run_id or "", metrics["throughput/export_img_s"])

@@ -7,9 +7,8 @@ holds (:meth:`~FileDataset.records`), and a picklable function that decodes a ch
 of samples into uint8 images (:meth:`~FileDataset.decoder`). The base class does
 the rest, the same way for every format:
 
-* **Index cache.** ``scan``'s result is stored as JSON under
-  ``<cache>/indexes/`` (``$S2R_BENCH_CACHE`` or ``~/.cache/s2r-bench``), keyed by
-  the dataset name and the resolved folder, and reused while the size and mtime
+* **Index cache.** ``scan``'s result is stored as JSON in the cache store
+  (:meth:`sim2real_bench.store.Store.index`), keyed by the dataset name and the resolved folder, and reused while the size and mtime
   of every watched path are unchanged; a million-file folder is listed once, not
   on every run. A damaged index file is simply rebuilt.
 * **Splits and order.** A split's samples are ordered by a stable hash of their
@@ -55,7 +54,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from sim2real_bench import cache
+from sim2real_bench import store
 from sim2real_bench.data import Dataset, Progress, Samples, stable_seed
 from sim2real_bench.errors import ConfigError, DataError
 
@@ -155,7 +154,7 @@ class FileDataset(Dataset):
         if not self.root.is_dir():
             raise DataError(f"{self.spec}: folder {self.root} does not exist; {self.expected()}")
         self.index = self._cached_index()
-        self._digest = cache.key(self.index)
+        self._digest = store.key(self.index)
         self._orders: dict[tuple[str, int], list[Record]] = {}
         self._identities: dict[tuple[str, int, int], str] = {}
 
@@ -180,7 +179,7 @@ class FileDataset(Dataset):
         """A picklable function that decodes a chunk of records (run in worker processes)."""
 
     def _cached_index(self) -> Any:
-        path = cache.cache_root() / "indexes" / f"{self.name}-{cache.key(str(self.root), self.index_version)}.json"
+        path = store.Store.default().index(self.name, str(self.root), self.index_version)
         stats = {str(p.relative_to(self.root)): _stat(p) for p in self.watched()}
         try:
             stored = json.loads(path.read_text())
@@ -208,7 +207,7 @@ class FileDataset(Dataset):
         if (split, size, seed) not in self._identities:
             files = sorted({file for record in self._ordered(split, seed)[:size] for file in record.files})
             stats = [(file, *_stat(self.root / file)) for file in files]
-            digest = cache.key(str(self.root), self._digest, stats)
+            digest = store.key(str(self.root), self._digest, stats)
             self._identities[split, size, seed] = f"{self.spec}|{split}|{size}|{seed}|{digest}"
         return self._identities[split, size, seed]
 

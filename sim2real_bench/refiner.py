@@ -3,6 +3,12 @@
 A refiner maps synthetic images to images that should look like the target
 domain, keeping their labels true. It is fitted on labeled source images and
 *unlabeled* target images: target labels never reach it.
+
+Every image a refiner receives, in ``fit`` and in ``refine``, is already in the
+task's *input space* (``Task.to_input_space``: for ``gaze``, histogram-equalized,
+as MPIIGaze's crops are), applied once by the pipeline; what ``refine`` returns
+is what the task trains on, as is. The task's ``input_space()`` string is part
+of every fit's cache key.
 """
 
 from __future__ import annotations
@@ -44,13 +50,21 @@ class Refiner(ABC):
     Config: ClassVar[type]
     presets: ClassVar[dict[str, Any]]
 
-    trains: ClassVar[bool] = False
-    """True for refiners whose fit is costly (networks): the runner caches their
-    fitted state and refined sets, and gives them a checkpoint folder that
-    survives an interrupted run."""
+    fit_cached: ClassVar[bool] = False
+    """True for refiners whose fit is costly (networks): the pipeline caches the
+    fitted state and gives the fit a checkpoint folder that survives an
+    interrupted run (``FitContext.checkpoint_dir``)."""
+
+    refined_cached: ClassVar[bool] = False
+    """True for refiners that are costly to apply (networks, samplers): the
+    pipeline caches the refined training set (in float16, and the task trains on
+    what the cache holds, so a cached and a fresh run give the same result)."""
+
+    refine_batch_size: ClassVar[int] = 1024
+    """Images per :meth:`refine` call when the pipeline refines a whole set."""
 
     per_batch: ClassVar[bool] = False
-    """True for methods that act at training time (domain randomization): the runner
+    """True for methods that act at training time (domain randomization): the pipeline
     then applies ``refine`` with fresh random draws to every batch the task sees,
     instead of refining the source set once."""
 
@@ -74,7 +88,11 @@ class Refiner(ABC):
 
     @abstractmethod
     def refine(self, images: Tensor) -> Tensor:
-        """Refine a batch of source images; same shape, same value range."""
+        """Refine a batch of source images.
+
+        Shape: ``(N, C, H, W)`` in, the same out; values in ``[-1, 1]``, in the task's
+        input space. The pipeline checks the shape of what comes back.
+        """
 
     def to(self, device: torch.device) -> None:
         """Move whatever ``refine`` computes with onto ``device``."""

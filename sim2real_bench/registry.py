@@ -12,12 +12,15 @@ import importlib.metadata
 import os
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pluggy
 
 from sim2real_bench import PROJECT_NAME, hookspecs
 from sim2real_bench.errors import DuplicateNameError, UnknownNameError
+
+if TYPE_CHECKING:
+    from sim2real_bench.data import Dataset
 
 DISTRIBUTION = "s2r-bench"
 DISABLE_AUTOLOAD_ENV = "S2R_BENCH_DISABLE_PLUGIN_AUTOLOAD"
@@ -102,6 +105,35 @@ class Registry:
             known = ", ".join(sorted(entries)) or "(none)"
             raise UnknownNameError(f"unknown {kind[:-1]} {name!r}; known {kind}: {known}")
         return entries[name].factory
+
+    def label_kinds(self) -> dict[str, tuple[str, ...]]:
+        """Every label kind the registered tasks declare, with its label columns in order."""
+        kinds: dict[str, tuple[str, ...]] = {}
+        declared_by: dict[str, str] = {}
+        for name, entry in sorted(self.entries("tasks").items()):
+            kind, columns = entry.factory.label_kind, tuple(entry.factory.label_names)
+            if kind in kinds and kinds[kind] != columns:
+                raise DuplicateNameError(
+                    f"label kind {kind!r} has columns {', '.join(kinds[kind])} in task {declared_by[kind]!r} but "
+                    f"{', '.join(columns)} in task {name!r} (plugin {entry.plugin!r}); one kind has one set of columns"
+                )
+            same = [other for other, names in kinds.items() if other != kind and sorted(names) == sorted(columns)]
+            if same:
+                raise DuplicateNameError(
+                    f"label kinds {same[0]!r} (task {declared_by[same[0]]!r}) and {kind!r} (task {name!r}, plugin "
+                    f"{entry.plugin!r}) have the same columns, so a labels.csv cannot tell them apart; rename one's columns"
+                )
+            kinds[kind], declared_by[kind] = columns, name
+        return kinds
+
+    def label_kind_of(self, dataset: Dataset) -> str:
+        """A dataset's label kind: its own, or, for one labeled by column names only (a ``folder:``),
+        the registered kind with exactly those columns in some order."""
+        if dataset.label_kind is not None:
+            return dataset.label_kind
+        columns = sorted(dataset.label_names)
+        found = [kind for kind, names in self.label_kinds().items() if sorted(names) == columns]
+        return found[0] if found else f"csv({','.join(dataset.label_names)})"
 
     def _collect(self, kind: Kind) -> dict[str, Entry]:
         found: dict[str, Entry] = {}

@@ -1,19 +1,21 @@
 """Sweeps: every (task, seed, refiner) combination under one parent MLflow run, resumable.
 
 A combination's identity is the hash of its resolved config
-(:func:`~sim2real_bench.runner.combination_key`), kept in the run's
+(:attr:`~sim2real_bench.plan.Plan.key`), kept in the run's
 ``s2r.combination`` tag. Relaunching a sweep reopens its parent run (found by
 the ``s2r.sweep`` tag, the hash of all its combinations) and skips every
 combination that already has a FINISHED run in the experiment; a combination
 that was interrupted runs again, and its refiner fit resumes from the
 checkpoint in the cache, so a kill loses at most the steps since the last
 checkpoint. Runs of an interrupted combination that a killed process left
-RUNNING are marked KILLED when the combination starts again, so one sweep
-process per tracking store is assumed.
+RUNNING are marked KILLED when the combination starts again; one sweep per
+tracking store at a time is enforced (``tracking.store_lock``). The parent run
+carries the mean and standard error over seeds of every refiner's headline
+metrics (``tracking.log_sweep_aggregates``), so its row already tells the story.
 
 Order: task, then seed, then refiner, so that a sweep stopped early still holds
-complete seeds; ``none`` goes first because every other refiner reuses the
-source-trained model it caches (for label shift and the realism features).
+complete seeds. No figure depends on the order: the source-trained probe behind
+label shift and KID is made once per (task, seed) by whichever run needs it first.
 """
 
 from __future__ import annotations
@@ -24,31 +26,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from sim2real_bench import cache, tracking
+from sim2real_bench import store, tracking
 from sim2real_bench.config import preset
 from sim2real_bench.errors import ConfigError, S2RError
+from sim2real_bench.plan import IDENTITY, ORACLE, Plan, RunSpec, resolve
 from sim2real_bench.registry import Registry, default_registry
-from sim2real_bench.runner import IDENTITY, ORACLE, Plan, RunSpec, combination_key, plan, run
+from sim2real_bench.runner import run
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
-ALL = "all"
 DEFAULT_EXPERIMENT = "sweep"
-
-
-@dataclass(frozen=True)
-class Combination:
-    """One planned run of a sweep and its identity."""
-
-    spec: RunSpec
-    resolved: Plan
-    key: str
-
-    @property
-    def label(self) -> str:
-        """How progress lines name it."""
-        return f"{self.spec.refiner} on {self.spec.task}, seed {self.spec.seed}"
 
 
 @dataclass
@@ -59,30 +47,6 @@ class SweepResult:
     ran: dict[str, str]
     skipped: dict[str, str]
     failed: dict[str, str]
-
-
-def parse_names(text: str, known: Sequence[str], kind: str) -> list[str]:
-    """A comma-separated list of names, or ``all``; unknown names fail with the known ones listed."""
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    if not names:
-        raise ConfigError(f"no {kind} given; pass a comma-separated list or '{ALL}'")
-    if names == [ALL]:
-        return list(known)
-    unknown = [name for name in names if name not in known]
-    if unknown:
-        raise ConfigError(f"unknown {kind} {', '.join(unknown)}; known: {', '.join(known)}, or '{ALL}'")
-    return list(dict.fromkeys(names))
-
-
-def parse_seeds(text: str) -> list[int]:
-    """``0,1,2`` to a list of seeds."""
-    try:
-        seeds = [int(seed) for seed in text.split(",") if seed.strip()]
-    except ValueError as error:
-        raise ConfigError(f"--seeds {text!r} is not a comma-separated list of integers") from error
-    if not seeds:
-        raise ConfigError("--seeds is empty; pass e.g. --seeds 0,1,2")
-    return list(dict.fromkeys(seeds))
 
 
 def refiner_names(registry: Registry) -> list[str]:
@@ -114,19 +78,16 @@ def _refiner_overrides(template: RunSpec, refiners: Sequence[str], registry: Reg
     return shares
 
 
-def combinations(template: RunSpec, refiners: Sequence[str], tasks: Sequence[str], seeds: Sequence[int],
-                 registry: Registry) -> list[Combination]:
-    """Plan every combination up front, so a typo fails before hours of work, not after."""
-    ordered = sorted(refiners, key=lambda name: name != IDENTITY)
-    overrides = _refiner_overrides(template, ordered, registry)
-    planned = []
-    for task in tasks:
-        for seed in seeds:
-            for refiner in ordered:
-                spec = replace(template, refiner=refiner, task=task, seed=seed, overrides=overrides[refiner])
-                resolved = plan(spec, registry)
-                planned.append(Combination(spec, resolved, combination_key(resolved)))
-    return planned
+def expand(template: RunSpec, refiners: Sequence[str], tasks: Sequence[str], seeds: Sequence[int],
+           registry: Registry) -> list[RunSpec]:
+    """Every combination of a sweep as a run spec, in sweep order (task, seed, refiner)."""
+    overrides = _refiner_overrides(template, refiners, registry)
+    return [replace(template, refiner=refiner, task=task, seed=seed, overrides=overrides[refiner])
+            for task in tasks for seed in seeds for refiner in refiners]
+
+
+def _label(plan: Plan) -> str:
+    return f"{plan.spec.refiner} on {plan.spec.task}, seed {plan.spec.seed}"
 
 
 def _finished(client: MlflowClient, experiment_id: str) -> dict[str, str]:
@@ -145,7 +106,7 @@ def _mark_stale_runs_killed(client: MlflowClient, experiment_id: str, key: str) 
         client.set_terminated(found.info.run_id, "KILLED")
 
 
-def _parent_run(client: MlflowClient, experiment_id: str, sweep_key: str, planned: Sequence[Combination], budget: str) -> str:
+def _parent_run(client: MlflowClient, experiment_id: str, sweep_key: str, planned: Sequence[Plan], budget: str) -> str:
     existing = client.search_runs([experiment_id], f"tags.`s2r.sweep` = '{sweep_key}' and tags.`s2r.role` = 'sweep'",
                                   order_by=["attributes.start_time DESC"], max_results=1)
     if existing:
@@ -157,66 +118,68 @@ def _parent_run(client: MlflowClient, experiment_id: str, sweep_key: str, planne
     tracker = tracking.Tracker(client, parent.info.run_id)
     tracker.log_params({
         "budget": budget,
-        "refiners": ",".join(dict.fromkeys(c.spec.refiner for c in planned)),
-        "tasks": ",".join(dict.fromkeys(c.spec.task for c in planned)),
-        "seeds": ",".join(dict.fromkeys(str(c.spec.seed) for c in planned)),
+        "refiners": ",".join(dict.fromkeys(plan.spec.refiner for plan in planned)),
+        "tasks": ",".join(dict.fromkeys(plan.spec.task for plan in planned)),
+        "seeds": ",".join(dict.fromkeys(str(plan.spec.seed) for plan in planned)),
         "combinations": len(planned),
     })
     return parent.info.run_id
 
 
 def sweep(
-    template: RunSpec,
-    refiners: str,
-    tasks: str,
-    seeds: str,
+    specs: Sequence[RunSpec],
     tracking_uri: str | None = None,
     experiment: str = DEFAULT_EXPERIMENT,
     progress: bool = True,
     registry: Registry | None = None,
     echo: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
 ) -> SweepResult:
-    """Run every combination not yet finished; a failed one is reported and the sweep goes on."""
+    """Run every combination not yet finished; a failed one is reported and the sweep goes on.
+
+    Every spec is resolved up front, so a typo fails before hours of work, not after.
+    """
+    if not specs:
+        raise ConfigError("the sweep has no combinations; name at least one refiner, task and seed")
     registry = registry or default_registry()
-    planned = combinations(
-        template,
-        parse_names(refiners, refiner_names(registry), "refiner(s)"),
-        parse_names(tasks, sorted(registry.entries("tasks")), "task(s)"),
-        parse_seeds(seeds),
-        registry,
-    )
+    planned = [resolve(spec, registry) for spec in specs]
     uri = tracking.resolve_tracking_uri(tracking_uri)
     tracking.check_tracking_uri(uri)
+    with tracking.store_lock(uri):
+        return _sweep(planned, uri, experiment, progress, registry, echo)
+
+
+def _sweep(planned: Sequence[Plan], uri: str, experiment: str, progress: bool, registry: Registry,
+           echo: Callable[[str], None]) -> SweepResult:
     client = tracking.client(uri)
     experiment_id = tracking.experiment_id(client, experiment)
-    sweep_key = cache.key("sweep", sorted(c.key for c in planned))
-    parent_id = _parent_run(client, experiment_id, sweep_key, planned, template.budget)
+    sweep_key = store.key("sweep", sorted(plan.key for plan in planned))
+    parent_id = _parent_run(client, experiment_id, sweep_key, planned, planned[0].spec.budget)
     finished = _finished(client, experiment_id)
     result = SweepResult(parent_id, {}, {}, {})
     status = "FAILED"
     try:
-        for number, combination in enumerate(planned, 1):
-            prefix = f"[{number}/{len(planned)}] {combination.label}"
-            if combination.key in finished:
-                result.skipped[combination.key] = finished[combination.key]
-                echo(f"{prefix}: finished before (run {finished[combination.key]}), skipped")
+        for number, plan in enumerate(planned, 1):
+            prefix = f"[{number}/{len(planned)}] {_label(plan)}"
+            if plan.key in finished:
+                result.skipped[plan.key] = finished[plan.key]
+                echo(f"{prefix}: finished before (run {finished[plan.key]}), skipped")
                 continue
-            _mark_stale_runs_killed(client, experiment_id, combination.key)
+            _mark_stale_runs_killed(client, experiment_id, plan.key)
             echo(f"{prefix}: running")
             try:
-                done = run(combination.spec, registry, uri, progress, experiment,
-                           {"mlflow.parentRunId": parent_id, "s2r.sweep": sweep_key}, combination.resolved)
+                done = run(plan, uri, progress, experiment, {"mlflow.parentRunId": parent_id, "s2r.sweep": sweep_key})
             except S2RError as error:
-                result.failed[combination.key] = str(error)
+                result.failed[plan.key] = str(error)
                 echo(f"{prefix}: failed: {error}")
                 continue
-            result.ran[combination.key] = done.run_id
-            primary = f"target/{combination.resolved.task_class.primary_metric}"
+            result.ran[plan.key] = done.run_id
+            primary = f"target/{plan.task_class.primary_metric}"
             echo(f"{prefix}: {primary} = {done.metrics[primary]:.4f} (run {done.run_id})")
         status = "FAILED" if result.failed else "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
         raise
     finally:
+        tracking.log_sweep_aggregates(client, parent_id, registry)
         client.set_terminated(parent_id, status)
     return result

@@ -1,7 +1,8 @@
 """``gaze``: gaze estimation from eye crops, the paper's first experiment.
 
-A small CNN regresses (pitch, yaw) in radians. Every input is histogram-equalized
-first (``TaskConfig.equalize``), as gaze pipelines on MPIIGaze's equalized crops
+A small CNN regresses (pitch, yaw) in radians. The task's input space is
+histogram equalization (``RegressionConfig.equalize``), applied once to every
+image before refiners see it, as gaze pipelines on MPIIGaze's equalized crops
 do: the regressor is blind to global intensity, so what a refiner must fix is
 structure and texture (``results/calibration.md`` measures what happens without it). The paper's headline metrics are
 the mean angular error in degrees between 3D gaze vectors and the share of
@@ -17,7 +18,7 @@ from torch import Tensor
 
 from sim2real_bench import hookimpl
 from sim2real_bench.hookspecs import Register
-from sim2real_bench.task import Task, TaskConfig
+from sim2real_bench.regression import RegressionConfig, RegressionTask
 from sim2real_bench.tasks import models  # noqa: F401  (registers the timm models)
 
 CURVE_DEGREES = range(21)
@@ -36,18 +37,19 @@ def angular_error(prediction: Tensor, target: Tensor) -> Tensor:
     return torch.rad2deg(torch.arccos(cosine.clamp(-1.0, 1.0))).float()
 
 
-class GazeTask(Task):
+class GazeTask(RegressionTask):
     """Regress gaze (pitch, yaw) from 35x55 grayscale eye crops."""
 
     label_kind: ClassVar[str] = "gaze"
+    label_names: ClassVar[tuple[str, ...]] = ("pitch", "yaw")
     default_source: ClassVar[str] = "synth-eyes"
     default_target: ClassVar[str] = "webcam-eyes"
     primary_metric: ClassVar[str] = "angular_error"
     headline_metrics: ClassVar[tuple[str, ...]] = ("within_7deg",)
-    presets: ClassVar[dict[str, TaskConfig]] = {
-        "smoke": TaskConfig(model="s2r_cnn_small", epochs=1, batch_size=64, lr=2e-3, equalize=True, log_every=2),
-        "quick": TaskConfig(model="s2r_cnn_small", epochs=4, batch_size=128, lr=2e-3, equalize=True),
-        "paper": TaskConfig(model="s2r_cnn_small", epochs=30, batch_size=512, lr=1e-3, equalize=True),
+    presets: ClassVar[dict[str, RegressionConfig]] = {
+        "smoke": RegressionConfig(model="s2r_cnn_small", epochs=1, batch_size=64, lr=2e-3, equalize=True, log_every=2),
+        "quick": RegressionConfig(model="s2r_cnn_small", epochs=4, batch_size=128, lr=2e-3, equalize=True),
+        "paper": RegressionConfig(model="s2r_cnn_small", epochs=30, batch_size=512, lr=1e-3, equalize=True),
     }
 
     def metrics(self, prediction: Tensor, target: Tensor) -> dict[str, float]:

@@ -3,7 +3,7 @@
 A small CNN regresses the 14 NYU joints' (u, v, d) directly: 42 numbers, u, v in
 crop pixels and d in normalized depth (the crop convention of
 ``sim2real_bench.plugins.hands.geometry``). Direct regression is what the shared
-training loop of :class:`~sim2real_bench.task.Task` supports (one vector per
+regressor of :class:`~sim2real_bench.regression.RegressionTask` supports (one vector per
 image, smooth L1 on standardized labels); heatmap heads would need their own
 loop and decoding, and the benchmark compares refiners, not pose heads. Inputs
 are not equalized: depth values are metric, unlike a webcam's intensities.
@@ -25,8 +25,8 @@ from torch import Tensor
 from sim2real_bench import hookimpl
 from sim2real_bench.hookspecs import Register
 from sim2real_bench.plugins.hands.domain import LABEL_KIND
-from sim2real_bench.plugins.hands.geometry import CUBE_MM, DEPTH_HALF_RANGE_MM
-from sim2real_bench.task import Task, TaskConfig
+from sim2real_bench.plugins.hands.geometry import CUBE_MM, DEPTH_HALF_RANGE_MM, LABEL_NAMES
+from sim2real_bench.regression import RegressionConfig, RegressionTask
 from sim2real_bench.tasks import models  # noqa: F401  (registers the timm models)
 
 WITHIN_PIXELS = 5
@@ -41,18 +41,19 @@ def joint_errors(prediction: Tensor, target: Tensor, mm_per_pixel: float) -> tup
     return pixels.float(), (difference * scale).norm(dim=-1).float()
 
 
-class HandTask(Task):
+class HandTask(RegressionTask):
     """Regress 14 joints' (u, v, d) from 64x64 depth crops of a hand."""
 
     label_kind: ClassVar[str] = LABEL_KIND
+    label_names: ClassVar[tuple[str, ...]] = LABEL_NAMES
     default_source: ClassVar[str] = "synth-hands"
     default_target: ClassVar[str] = "kinect-hands"
     primary_metric: ClassVar[str] = "joint_error_px"
     headline_metrics: ClassVar[tuple[str, ...]] = ("within_5px", "joint_error_mm")
-    presets: ClassVar[dict[str, TaskConfig]] = {
-        "smoke": TaskConfig(model="s2r_cnn_small", epochs=1, batch_size=64, lr=2e-3, log_every=2),
-        "quick": TaskConfig(model="s2r_cnn_small", epochs=3, batch_size=128, lr=2e-3),
-        "paper": TaskConfig(model="s2r_cnn_base", epochs=30, batch_size=512, lr=1e-3),
+    presets: ClassVar[dict[str, RegressionConfig]] = {
+        "smoke": RegressionConfig(model="s2r_cnn_small", epochs=1, batch_size=64, lr=2e-3, log_every=2),
+        "quick": RegressionConfig(model="s2r_cnn_small", epochs=3, batch_size=128, lr=2e-3),
+        "paper": RegressionConfig(model="s2r_cnn_base", epochs=30, batch_size=512, lr=1e-3),
     }
 
     def metrics(self, prediction: Tensor, target: Tensor) -> dict[str, float]:

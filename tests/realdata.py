@@ -4,6 +4,10 @@
 * MPIIGaze: ``Data/Normalized/pXX/dayNN.mat`` in the Normalized struct layout
   (written with ``scipy.io.savemat``), and evaluation lists.
 * Folders: PNG images with an optional ``labels.csv``.
+
+And the way to the real captures beside the project (``../shared``, never
+copied in): :func:`shared_path` gives a path under it or skips the test, with
+the reason, where it is absent (a fresh clone has none).
 """
 
 from __future__ import annotations
@@ -11,12 +15,34 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pytest
 import scipy.io
 from PIL import Image, ImageDraw
+
+SHARED_ENV = "S2R_BENCH_SHARED"
+"""Where the real captures are, if not ``../shared`` beside the repository."""
+SHARED = Path(os.environ.get(SHARED_ENV) or Path(__file__).resolve().parents[2] / "shared")
+REAL_EYES = ("real-eyes", "mpiigaze")
+"""1,500 unlabeled real MPIIGaze normalized eye crops, 60x36 PNG, histogram-equalized."""
+REAL_EYES_LABELED = ("real-eyes", "columbia")
+"""1,008 labeled Columbia Gaze eye patches, 64x64 RGB JPEG, with ``labels.csv`` (file,pitch,yaw)."""
+REAL_HAND = ("real-hands", "nyu")
+"""One real NYU test frame, ``depth_1_0000001.png``, and its 14 joints, ``depth_1_0000001.joints.txt``."""
+
+
+def shared_path(*parts: str) -> Path:
+    """``SHARED/parts...``, or skip the calling test when it is absent (the real captures are not part of the project)."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"needs the real captures at {path}, which are not part of the project (set {SHARED_ENV} to "
+                    "the folder holding real-eyes/ and real-hands/)")
+    return path
+
 
 RENDER_SIZE = (120, 160)
 """Height and width of the fixture UnityEyes renders (real ones are larger)."""

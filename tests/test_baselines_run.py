@@ -6,7 +6,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from sim2real_bench.registry import Registry
-from sim2real_bench.runner import RunSpec, run
+from sim2real_bench.plan import RunSpec, resolve
+from sim2real_bench.runner import run
 
 SMALL = ("data.source_train=128", "data.target_train=128", "data.test=64")
 
@@ -20,7 +21,7 @@ def store(tmp_path_factory) -> str:
 @pytest.mark.parametrize("refiner", ["fda", "randomize", "cyclegan", "cut"])
 def test_smoke_run_finishes_and_is_logged(refiner: str, store: str) -> None:
     tracking_uri = store
-    result = run(RunSpec(refiner=refiner, task="gaze", budget="smoke", overrides=SMALL), Registry(), tracking_uri,
+    result = run(resolve(RunSpec(refiner=refiner, task="gaze", budget="smoke", overrides=SMALL), Registry()), tracking_uri,
                  progress=False)
     assert 0 < result.metrics["target/angular_error"] < 90
     logged = MlflowClient(tracking_uri).get_run(result.run_id)

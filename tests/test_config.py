@@ -4,7 +4,7 @@ import pytest
 
 from sim2real_bench.config import DATA_PRESETS, apply_overrides, check_budget, flatten, parse_overrides
 from sim2real_bench.errors import ConfigError, UnknownNameError
-from sim2real_bench.task import TaskConfig
+from sim2real_bench.regression import RegressionConfig
 
 
 def test_every_budget_has_data_sizes() -> None:
@@ -18,7 +18,7 @@ def test_unknown_budget_lists_the_budgets() -> None:
 
 
 def test_overrides_are_converted_to_the_field_type() -> None:
-    config = TaskConfig(model="m", epochs=1, batch_size=8, lr=1e-3)
+    config = RegressionConfig(model="m", epochs=1, batch_size=8, lr=1e-3)
     changed = apply_overrides(config, parse_overrides(["task.epochs=3", "task.lr=0.5", "task.equalize=true"])["task"], "task")
     assert (changed.epochs, changed.lr, changed.equalize) == (3, 0.5, True)
 
@@ -33,7 +33,7 @@ def test_malformed_override_is_a_clear_error(items, message) -> None:
 
 
 def test_unknown_or_mistyped_field_is_a_clear_error() -> None:
-    config = TaskConfig(model="m", epochs=1, batch_size=8, lr=1e-3)
+    config = RegressionConfig(model="m", epochs=1, batch_size=8, lr=1e-3)
     with pytest.raises(ConfigError, match="no setting 'epoch'; settings: .*epochs"):
         apply_overrides(config, {"epoch": "2"}, "task")
     with pytest.raises(ConfigError, match="cannot read task.epochs='two' as int"):

@@ -20,7 +20,10 @@ from sim2real_bench import checkpoint
 from sim2real_bench.cli import main
 from sim2real_bench.device import resolve_compute
 from sim2real_bench.registry import Registry
-from sim2real_bench.runner import build_dataset, normalized
+from sim2real_bench.plan import RunSpec, build_dataset, resolve
+from sim2real_bench.stages import RunContext, in_input_space, load, to_input_space
+from sim2real_bench.store import Store
+from sim2real_bench.tracking import Tracker
 from sim2real_bench.tasks.gaze import GazeTask
 
 CONSOLE_SCRIPT = str(Path(sys.executable).with_name("s2r-bench"))
@@ -48,7 +51,7 @@ def test_export_loads_back_through_folder_with_the_same_labels_and_images(export
     registry = Registry()
     source = build_dataset("synth-eyes", registry).load("train", LIMIT, 0)
     folder = build_dataset(f"folder:{out}", registry)
-    assert folder.label_kind == "gaze"
+    assert registry.label_kind_of(folder) == "gaze"
     parts = [folder.load(split, LIMIT, 0) for split in ("train", "test")]
     assert sum(len(part) for part in parts) == LIMIT
     files = sorted(path.name for path in out.glob("*.png"))
@@ -63,11 +66,22 @@ def test_export_loads_back_through_folder_with_the_same_labels_and_images(export
     path = Path(MlflowClient(uri).download_artifacts(run_id(out), checkpoint.ARTIFACT, str(tmp_path)))
     restored = checkpoint.load(path, registry)
     compute = resolve_compute("cpu")
-    task = GazeTask(GazeTask.presets["smoke"], (1, 35, 55), 2)
+    task = GazeTask(GazeTask.presets["smoke"], (1, 35, 55))
     with torch.inference_mode(), compute.autocast():
-        refined = restored.refiner.refine(normalized(task, source, compute).images).float().clamp(-1, 1)
+        refined = restored.refiner.refine(to_input_space(task, source, compute).images).float().clamp(-1, 1)
     written = torch.stack([torch.from_numpy(np.asarray(Image.open(out / name), dtype=np.float32)) for name in files])
     assert (written / 127.5 - 1 - refined[:, 0]).abs().max() <= 0.5 / 127.5 + 1e-6
+
+
+def test_an_export_is_not_put_through_the_input_space_again(exported, tmp_path: Path) -> None:
+    _, out = exported
+    plan = resolve(RunSpec(refiner="none", task="gaze", budget="smoke", source=f"folder:{out}"), Registry())
+    context = RunContext(plan.compute, Tracker.disabled(), 0, Store(tmp_path), progress=False)
+    loaded = load(plan, context)
+    converted = in_input_space(plan, loaded, context)
+    assert plan.source.input_space == plan.new_task().input_space() == "equalize=True"
+    assert converted.source_train.images is loaded.source_train.images
+    assert not torch.equal(converted.target_train.images, loaded.target_train.images)  # webcam-eyes is equalized
 
 
 def test_manifest_says_what_produced_the_export(exported) -> None:
@@ -99,7 +113,7 @@ def test_hand_exports_load_back_as_hand_pose(tmp_path: Path, tracking_uri: str) 
     out = tmp_path / "hands"
     assert refine(tracking_uri, "--refiner", "histmatch", "--task", "hand", "--out", str(out), "--limit", "20") == 0
     folder = build_dataset(f"folder:{out}", Registry())
-    assert folder.label_kind == "hand-pose" and folder.image_shape == (1, 64, 64)
+    assert Registry().label_kind_of(folder) == "hand-pose" and folder.image_shape == (1, 64, 64)
 
 
 def test_bad_input_is_one_clear_line(exported, tmp_path: Path, capsys) -> None:

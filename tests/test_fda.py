@@ -59,8 +59,18 @@ def test_high_frequencies_come_from_the_source() -> None:
     (0.01, r"b = floor\(35 \* L\) = 0 .* changes nothing; use L >= 0.029"),
     (0.0, "changes nothing"),
     (-0.1, "changes nothing"),
+    (float("nan"), "changes nothing"),
     (0.6, "wider than 35x55 images"),
 ])
 def test_a_window_that_swaps_nothing_or_too_much_is_a_clear_error(window, message) -> None:
     with pytest.raises(ConfigError, match=message):
         FDA(FDAConfig(window=window), EYES)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"window": 0.0}, r"window L=0.0 changes nothing; use a positive L"),
+    ({"targets": 0}, "targets must be at least 1, got 0"),
+])
+def test_settings_wrong_for_any_image_are_clear_errors_when_the_config_is_made(change, message) -> None:
+    with pytest.raises(ConfigError, match=f"^fda: {message}"):
+        FDAConfig(**change)

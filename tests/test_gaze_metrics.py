@@ -39,7 +39,7 @@ def test_yaw_matters_less_when_looking_up() -> None:
 
 
 def test_metrics_report_share_within_seven_degrees() -> None:
-    task = GazeTask(GazeTask.presets["smoke"], (1, 35, 55), 2)
+    task = GazeTask(GazeTask.presets["smoke"], (1, 35, 55))
     metrics = task.metrics(degrees((0, 0), (0, 6.9), (0, 7.1), (0, 20)), degrees((0, 0), (0, 0), (0, 0), (0, 0)))
     assert metrics["within_7deg"] == pytest.approx(50.0)
     assert metrics["angular_error"] == pytest.approx((0 + 6.9 + 7.1 + 20) / 4, abs=1e-3)

@@ -6,12 +6,13 @@ import pytest
 import torch
 
 from sim2real_bench.registry import Registry
-from sim2real_bench.runner import RunSpec, run
+from sim2real_bench.plan import RunSpec, resolve
+from sim2real_bench.runner import run
 from sim2real_bench.tasks.hand import HandTask, joint_errors
 
 
 def task() -> HandTask:
-    return HandTask(HandTask.presets["smoke"], (1, 64, 64), 42)
+    return HandTask(HandTask.presets["smoke"], (1, 64, 64))
 
 
 def offset_labels(du: float, dv: float, dd: float, count: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
@@ -42,7 +43,7 @@ def test_within_5px_counts_keypoints_not_images() -> None:
 
 
 def test_smoke_run_reports_the_hand_metrics(tracking_uri: str) -> None:
-    result = run(RunSpec(refiner="none", task="hand", budget="smoke"), Registry(), tracking_uri, progress=False)
+    result = run(resolve(RunSpec(refiner="none", task="hand", budget="smoke"), Registry()), tracking_uri, progress=False)
     assert result.config["source"] == "synth-hands" and result.config["target"] == "kinect-hands"
     for name in ("target/joint_error_px", "target/within_5px", "target/joint_error_mm", "mean_label/joint_error_px"):
         assert name in result.metrics

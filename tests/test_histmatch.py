@@ -47,10 +47,10 @@ def test_reinhard_mode_matches_mean_and_std() -> None:
         assert image.std().item() == pytest.approx(0.2, abs=0.02)
 
 
-@pytest.mark.parametrize(("config", "message"), [
-    (HistMatchConfig(mode="cdf"), "mode 'cdf' is unknown"),
-    (HistMatchConfig(levels=1), "at least 2 levels"),
+@pytest.mark.parametrize(("change", "message"), [
+    ({"mode": "cdf"}, "mode 'cdf' is not one of histogram, reinhard"),
+    ({"levels": 1}, "levels must be at least 2"),
 ])
-def test_invalid_settings_are_clear_errors(config, message) -> None:
-    with pytest.raises(ConfigError, match=message):
-        HistMatch(config, (1, 8, 8))
+def test_invalid_settings_are_clear_errors_when_the_config_is_made(change, message) -> None:
+    with pytest.raises(ConfigError, match=f"^histmatch: .*{message}"):
+        HistMatchConfig(**change)

@@ -28,7 +28,7 @@ def test_two_calls_draw_differently() -> None:
 
 def test_it_acts_per_training_batch_without_gradients() -> None:
     batch = images(4, EYES).requires_grad_()
-    assert Randomize.per_batch and not Randomize.trains
+    assert Randomize.per_batch and not Randomize.fit_cached and not Randomize.refined_cached
     assert not Randomize(RandomizeConfig(), EYES).refine(batch).requires_grad
 
 
@@ -41,9 +41,9 @@ def test_every_registered_augmentation_works_on_grayscale_eyes(name) -> None:
 
 def test_an_unknown_augmentation_is_a_clear_error_listing_the_known_ones() -> None:
     with pytest.raises(ConfigError, match=r"unknown augmentation\(s\) 'fog'; known: linear_illumination, .*jpeg"):
-        Randomize(RandomizeConfig(pipeline=("gamma", "fog")), EYES)
+        RandomizeConfig(pipeline=("gamma", "fog"))
 
 
 def test_an_empty_pipeline_is_a_clear_error() -> None:
     with pytest.raises(ConfigError, match="pipeline is empty"):
-        Randomize(RandomizeConfig(pipeline=()), EYES)
+        RandomizeConfig(pipeline=())

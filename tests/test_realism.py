@@ -9,7 +9,8 @@ from mlflow.tracking import MlflowClient
 from sim2real_bench.device import Compute
 from sim2real_bench.realism import classifier_accuracy, kernel_inception_distance, realism
 from sim2real_bench.registry import Registry
-from sim2real_bench.runner import RunSpec, run
+from sim2real_bench.plan import RunSpec, resolve
+from sim2real_bench.runner import run
 
 CPU = Compute(torch.device("cpu"), None)
 
@@ -47,9 +48,9 @@ def test_too_few_images_give_no_scores_rather_than_noise() -> None:
 def test_raw_synthetic_images_are_less_realistic_than_the_oracles_target_images(tracking_uri: str, task: str) -> None:
     registry = Registry()
     more_test_images = ("data.test=1024",)  # smoke's 256 are too few for a classifier to learn the difference
-    none = run(RunSpec(refiner="none", task=task, budget="smoke", overrides=more_test_images), registry,
+    none = run(resolve(RunSpec(refiner="none", task=task, budget="smoke", overrides=more_test_images), registry),
                tracking_uri, progress=False)
-    oracle = run(RunSpec(refiner="oracle", task=task, budget="smoke", overrides=more_test_images), registry,
+    oracle = run(resolve(RunSpec(refiner="oracle", task=task, budget="smoke", overrides=more_test_images), registry),
                  tracking_uri, progress=False)
     synthetic, target = none.metrics, oracle.metrics
     assert synthetic["realism/classifier_accuracy"] > 80

@@ -12,13 +12,15 @@ from sim2real_bench.config import BUDGETS
 from sim2real_bench.errors import ConfigError, DataError
 from sim2real_bench.refiner import Refiner
 from sim2real_bench.registry import Registry
-from sim2real_bench.runner import RunSpec, plan, run
+from sim2real_bench.store import Store
+from sim2real_bench.plan import RunSpec, resolve
+from sim2real_bench.runner import run
 
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory) -> tuple:
     uri = f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
-    result = run(RunSpec(refiner="none", task="gaze", budget="smoke"), Registry(), uri, progress=False)
+    result = run(resolve(RunSpec(refiner="none", task="gaze", budget="smoke"), Registry()), uri, progress=False)
     return uri, result
 
 
@@ -47,7 +49,7 @@ def test_run_is_logged_to_mlflow(smoke_run) -> None:
 
 
 def test_oracle_is_tagged_as_a_reference(tracking_uri: str) -> None:
-    result = run(RunSpec(refiner="oracle", task="gaze", budget="smoke"), Registry(), tracking_uri, progress=False)
+    result = run(resolve(RunSpec(refiner="oracle", task="gaze", budget="smoke"), Registry()), tracking_uri, progress=False)
     tags = MlflowClient(tracking_uri).get_run(result.run_id).data.tags
     assert tags["s2r.role"] == "reference"
     assert result.config["role"] == "reference"
@@ -81,7 +83,7 @@ class SpyPlugin:
 
 def test_refiner_never_sees_target_labels(registry: Registry, tracking_uri: str) -> None:
     registry.add_plugin(SpyPlugin(), name="spy-plugin")
-    run(RunSpec(refiner="spy", task="gaze", budget="smoke"), registry, tracking_uri, progress=False)
+    run(resolve(RunSpec(refiner="spy", task="gaze", budget="smoke"), registry), tracking_uri, progress=False)
     assert SpyRefiner.seen == [(True, None)]
 
 
@@ -96,7 +98,7 @@ def test_wrong_label_kind_is_refused(registry: Registry) -> None:
 
     registry.add_plugin(OtherPlugin(), name="other")
     with pytest.raises(ConfigError, match="has label kind 'hand' but task 'gaze' needs 'gaze'"):
-        plan(RunSpec(refiner="none", task="gaze", source="hand-like"), registry)
+        resolve(RunSpec(refiner="none", task="gaze", source="hand-like"), registry)
 
 
 def test_mismatched_image_shapes_are_refused(registry: Registry) -> None:
@@ -110,14 +112,48 @@ def test_mismatched_image_shapes_are_refused(registry: Registry) -> None:
 
     registry.add_plugin(WidePlugin(), name="wide")
     with pytest.raises(DataError, match=r"\(1, 35, 60\).*\(1, 35, 55\)"):
-        plan(RunSpec(refiner="none", task="gaze", source="wide-eyes"), registry)
+        resolve(RunSpec(refiner="none", task="gaze", source="wide-eyes"), registry)
 
 
 def test_a_cached_fit_gives_the_same_result_as_the_fresh_one(registry: Registry, tracking_uri: str) -> None:
     # Regression: the fresh path trained on float32 refined images while the cache held fp16 ones.
     spec = RunSpec(refiner="simgan", task="gaze", budget="smoke", overrides=("refiner.reg_weight=0.123",))  # not cached
-    fresh = run(spec, registry, tracking_uri, progress=False)
-    cached = run(spec, registry, tracking_uri, progress=False)
+    fresh = run(resolve(spec, registry), tracking_uri, progress=False)
+    cached = run(resolve(spec, registry), tracking_uri, progress=False)
     tags = [MlflowClient(tracking_uri).get_run(result.run_id).data.tags["s2r.fit"] for result in (fresh, cached)]
     assert tags == ["fitted", "cached"]
     assert cached.metrics["target/angular_error"] == fresh.metrics["target/angular_error"]
+
+
+def _figures(metrics: dict[str, float]) -> dict[str, float]:
+    """Every metric that is not a timing, a throughput or a memory reading."""
+    return {name: value for name, value in metrics.items() if not name.startswith(("time/", "throughput/", "memory/"))}
+
+
+def test_no_figure_depends_on_the_cache_or_on_run_order(registry: Registry, tracking_uri: str, tmp_path) -> None:
+    specs = [RunSpec(refiner=name, task="gaze", budget="smoke") for name in ("none", "simgan")]
+
+    def figures(order: list[RunSpec], cache: Store) -> dict[str, dict[str, float]]:
+        return {spec.refiner: _figures(run(resolve(spec, registry), tracking_uri, progress=False, store=cache).metrics)
+                for spec in order}
+
+    forward = figures(specs, Store(tmp_path / "one"))
+    backward = figures(specs[::-1], Store(tmp_path / "two"))
+    warm = figures(specs, Store(tmp_path / "two"))
+    assert forward == backward == warm
+    assert forward["simgan"]["label_shift/angular_error"] > 0 and "realism/kid" in forward["simgan"]
+
+
+def test_a_refiner_that_changes_the_shape_is_a_clear_error(registry: Registry, tracking_uri: str) -> None:
+    class Cropping(SpyRefiner):
+        def refine(self, images):
+            return images[..., 1:, :]
+
+    class CroppingPlugin:
+        @hookimpl
+        def register_refiners(self, register):
+            register("cropping", Cropping)
+
+    registry.add_plugin(CroppingPlugin(), name="cropping-plugin")
+    with pytest.raises(DataError, match=r"returned images of shape .*34, 55.*refine must keep the shape"):
+        run(resolve(RunSpec(refiner="cropping", task="gaze", budget="smoke"), registry), tracking_uri, progress=False)

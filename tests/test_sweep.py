@@ -15,12 +15,18 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from sim2real_bench.errors import ConfigError
+from sim2real_bench.cli import parse_names, parse_seeds
+from sim2real_bench.plan import RunSpec
 from sim2real_bench.registry import Registry
-from sim2real_bench.runner import RunSpec
-from sim2real_bench.sweep import parse_names, parse_seeds, refiner_names, sweep
+from sim2real_bench.sweep import expand, refiner_names, sweep
 
 CONSOLE_SCRIPT = str(Path(sys.executable).with_name("s2r-bench"))
 TEMPLATE = RunSpec(refiner="none", task="gaze", budget="smoke")
+
+
+def specs(template: RunSpec, refiners: str, seeds: str, registry: Registry) -> list[RunSpec]:
+    """The sweep's combinations as the CLI expands them."""
+    return expand(template, refiners.split(","), ["gaze"], parse_seeds(seeds), registry)
 
 
 def finished_runs(uri: str, experiment: str = "sweep") -> list:
@@ -49,7 +55,7 @@ def test_unknown_names_and_bad_seeds_are_clear_errors() -> None:
 def test_sweep_nests_every_combination_and_a_relaunch_skips_them(tracking_uri: str) -> None:
     registry = Registry()
     lines: list[str] = []
-    first = sweep(TEMPLATE, "none,oracle", "gaze", "0,1", tracking_uri, progress=False, registry=registry,
+    first = sweep(specs(TEMPLATE, "none,oracle", "0,1", registry), tracking_uri, progress=False, registry=registry,
                   echo=lines.append)
     assert len(first.ran) == 4 and not first.skipped and not first.failed
     client = MlflowClient(tracking_uri)
@@ -59,7 +65,7 @@ def test_sweep_nests_every_combination_and_a_relaunch_skips_them(tracking_uri: s
         {("none", "0"): 1, ("none", "1"): 1, ("oracle", "0"): 1, ("oracle", "1"): 1})
     assert client.get_run(first.parent_run_id).info.status == "FINISHED"
 
-    again = sweep(TEMPLATE, "none,oracle", "gaze", "0,1", tracking_uri, progress=False, registry=registry,
+    again = sweep(specs(TEMPLATE, "none,oracle", "0,1", registry), tracking_uri, progress=False, registry=registry,
                   echo=lines.append)
     assert again.parent_run_id == first.parent_run_id
     assert not again.ran and set(again.skipped) == set(first.ran)
@@ -69,9 +75,10 @@ def test_sweep_nests_every_combination_and_a_relaunch_skips_them(tracking_uri: s
 
 def test_a_changed_setting_is_a_new_combination(tracking_uri: str) -> None:
     registry = Registry()
-    sweep(TEMPLATE, "none", "gaze", "0", tracking_uri, progress=False, registry=registry, echo=lambda _: None)
+    sweep(specs(TEMPLATE, "none", "0", registry), tracking_uri, progress=False, registry=registry, echo=lambda _: None)
     changed = RunSpec(refiner="none", task="gaze", budget="smoke", overrides=("task.lr=0.001",))
-    result = sweep(changed, "none", "gaze", "0", tracking_uri, progress=False, registry=registry, echo=lambda _: None)
+    result = sweep(specs(changed, "none", "0", registry), tracking_uri, progress=False, registry=registry,
+                   echo=lambda _: None)
     assert len(result.ran) == 1 and not result.skipped
 
 
@@ -112,11 +119,10 @@ def test_a_killed_sweep_resumes_the_interrupted_fit_and_finishes_everything_once
 
 def test_refiner_settings_go_to_the_refiners_that_have_them(tracking_uri: str) -> None:
     spec = RunSpec(refiner="none", task="gaze", budget="smoke", overrides=("refiner.steps=4",))
-    result = sweep(spec, "none,simgan", "gaze", "0", tracking_uri, progress=False, registry=Registry(),
+    result = sweep(specs(spec, "none,simgan", "0", Registry()), tracking_uri, progress=False, registry=Registry(),
                    echo=lambda _: None)
     assert len(result.ran) == 2
     params = {found.data.params["refiner"]: found.data.params for found in finished_runs(tracking_uri)}
     assert params["simgan"]["refiner_config.steps"] == "4"
     with pytest.raises(ConfigError, match="no refiner of this sweep has the setting.*refiner.nonsense=1"):
-        sweep(replace(spec, overrides=("refiner.nonsense=1",)), "none,simgan", "gaze", "0", tracking_uri,
-              progress=False, registry=Registry())
+        specs(replace(spec, overrides=("refiner.nonsense=1",)), "none,simgan", "0", Registry())

@@ -6,6 +6,12 @@ Layout, as NYU ships it: ``PATH/train`` and ``PATH/test``, each holding
 RGB, depth in mm = ``(G << 8) | B``, 0 = no reading). Frames of the front camera
 (kinect 1, the one NYU's evaluation uses) are read in order.
 
+A few loose frames (a folder with no ``train/`` or ``test/``) work too: each
+``depth_1_NNNNNNN.png`` beside a ``depth_1_NNNNNNN.joints.txt`` holding its 14
+evaluation joints as 42 numbers (``u v d`` per joint, pixels and mm, in NYU's
+evaluation order; whitespace or line breaks between them). They are test frames
+only (real labeled frames are for testing): the train split is empty.
+
 Each frame is cropped as the embedded hand domains are (``geometry.py``): a
 300 mm cube around the centre of the 14 evaluation joints' bounding box and
 their mean depth, projected with NYU's intrinsics, resampled (nearest, so depth
@@ -35,6 +41,8 @@ EVALUATION_JOINTS = (0, 3, 6, 9, 12, 15, 18, 21, 24, 25, 27, 30, 31, 32)
 FOCAL = (588.03, 587.07)
 """NYU Kinect intrinsics fx, fy (pixels); the principal point is (320, 240)."""
 KINECT = 1
+JOINTS_SUFFIX = ".joints.txt"
+"""A loose frame's joints file: ``depth_1_NNNNNNN.joints.txt`` beside ``depth_1_NNNNNNN.png``."""
 
 
 def read_depth(path: Path) -> Tensor:
@@ -60,6 +68,18 @@ def read_joints(path: Path) -> Tensor:
         found = "no joint_uvd" if uvd is None else f"joint_uvd of shape {uvd.shape}"
         raise DataError(f"{path} has {found}; NYU's joint_data.mat holds joint_uvd [kinect, frame, 36, 3]")
     return torch.from_numpy(np.ascontiguousarray(uvd[KINECT - 1][:, EVALUATION_JOINTS], dtype=np.float32))
+
+
+def read_joints_text(path: Path) -> Tensor:
+    """A loose frame's 14 evaluation joints ``(14, 3)``: u, v in image pixels, depth in mm."""
+    try:
+        values = np.array(path.read_text().split(), dtype=np.float32)
+    except (OSError, ValueError) as error:
+        raise DataError(f"cannot read {path} as numbers ({error}); expected 42 numbers, u v d of 14 joints") from error
+    if values.size != 3 * len(EVALUATION_JOINTS) or not np.isfinite(values).all():
+        raise DataError(f"{path} holds {values.size} numbers; expected 42 finite ones, u v d of the 14 evaluation "
+                        "joints in NYU's order")
+    return torch.from_numpy(values.reshape(len(EVALUATION_JOINTS), 3))
 
 
 def crop_hand(depth: Tensor, joints: Tensor, size: int) -> tuple[Tensor, Tensor]:
@@ -98,16 +118,33 @@ class NyuHands(Dataset):
     def image_shape(self) -> tuple[int, int, int]:
         return (1, self.size, self.size)
 
-    def load(self, split: str, size: int, seed: int, progress: Progress | None = None) -> Samples:
-        """The first ``size`` frames of ``split`` in NYU's order (``seed`` is unused: the data is fixed)."""
-        self._check_split(split)
+    def loose_frames(self) -> list[Path]:
+        """The depth PNGs of a folder of loose frames, each with its joints file (empty for NYU's own layout)."""
+        if (self.root / "train").is_dir() or (self.root / "test").is_dir():
+            return []
+        joints = sorted(self.root.glob(f"depth_{KINECT}_*{JOINTS_SUFFIX}"))
+        return [path.with_name(path.name.removesuffix(JOINTS_SUFFIX) + ".png") for path in joints]
+
+    def _frames(self, split: str, size: int) -> list[tuple[Path, Tensor]]:
+        """``(depth PNG, joints (14, 3))`` of the first ``size`` frames of ``split``."""
+        loose = self.loose_frames()
+        if loose:
+            if split == "train":
+                raise DataError(f"{self.spec} holds loose frames ({len(loose)} with {JOINTS_SUFFIX} files), which "
+                                "are test frames only; use it as a test set (--target-test), not for training")
+            return [(png, read_joints_text(png.with_name(png.stem + JOINTS_SUFFIX))) for png in loose[:size]]
         folder = self.root / split
         joints = read_joints(folder / "joint_data.mat")[:size]
         if len(joints) == 0:
             raise DataError(f"{folder / 'joint_data.mat'} lists no frames; asked for {size}")
+        return [(folder / f"depth_{KINECT}_{index + 1:07d}.png", frame) for index, frame in enumerate(joints)]
+
+    def load(self, split: str, size: int, seed: int, progress: Progress | None = None) -> Samples:
+        """The first ``size`` frames of ``split`` in NYU's order (``seed`` is unused: the data is fixed)."""
+        self._check_split(split)
         images, labels = [], []
-        for index, frame_joints in enumerate(joints):
-            image, label = crop_hand(read_depth(folder / f"depth_{KINECT}_{index + 1:07d}.png"), frame_joints, self.size)
+        for png, frame_joints in self._frames(split, size):
+            image, label = crop_hand(read_depth(png), frame_joints, self.size)
             images.append(image)
             labels.append(label)
             if progress is not None:

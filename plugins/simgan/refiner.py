@@ -35,20 +35,18 @@ discriminator), what ``--budget paper`` gives on the ``hand`` task; the
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, ClassVar
 
 import kornia
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from tqdm.auto import tqdm
 
-from sim2real_bench.config import BUDGETS
+from sim2real_bench.config import BUDGETS, at_least, not_negative, one_of, positive
 from sim2real_bench.data import Samples
-from sim2real_bench.errors import ConfigError
-from sim2real_bench.images import grid
 from sim2real_bench.plugins.adversarial import (
-    BatchSampler, Checkpointer, FitMonitor, FitSchedule, ImageHistory, accuracy)
+    AdversarialFit, BatchSampler, FitSchedule, ImageHistory, Phase, Update, accuracy)
 from sim2real_bench.plugins.hands.domain import LABEL_KIND as HAND_POSE
 from sim2real_bench.plugins.simgan.networks import DISCRIMINATOR_LAYOUTS, PatchDiscriminator, RefinerNet
 from sim2real_bench.refiner import FitContext, Refiner
@@ -90,10 +88,29 @@ class SimGANConfig(FitSchedule):
     history_fraction: float = 0.5
     """Share of each discriminator batch of refined images drawn from the history."""
 
+    section: ClassVar[str] = "simgan"
+
     @property
     def total_steps(self) -> int:
         """Pretraining steps plus adversarial rounds: the step counter's range."""
         return self.pretrain_refiner_steps + self.pretrain_discriminator_steps + self.steps
+
+    def problems(self) -> list[str]:
+        """The shared settings' problems and SimGAN's own."""
+        problems = [*super().problems(), *one_of(self, "reg_space", REG_SPACES), *one_of(self, "optimizer", OPTIMIZERS),
+                    *one_of(self, "discriminator_layout", DISCRIMINATOR_LAYOUTS),
+                    *at_least(self, 1, "width", "blocks", "batch_size", "k_g", "k_d", "history_size"),
+                    *not_negative(self, "steps", "pretrain_refiner_steps", "pretrain_discriminator_steps",
+                                  "reg_weight"),
+                    *positive(self, "lr_refiner", "lr_discriminator")]
+        if not (self.first_kernel >= 1 and self.first_kernel % 2 == 1):
+            problems.append(f"first_kernel must be odd (the refiner keeps the image size), got {self.first_kernel}")
+        if len(self.discriminator_widths) != 4 or not all(width >= 1 for width in self.discriminator_widths):
+            problems.append(f"discriminator_widths needs 4 widths of at least 1 (one per conv before the logits), "
+                            f"got {self.discriminator_widths}")
+        if not 0 <= self.history_fraction <= 1:
+            problems.append(f"history_fraction must lie in [0, 1], got {self.history_fraction}")
+        return problems
 
 
 PAPER = SimGANConfig()
@@ -113,35 +130,13 @@ PRESETS = {"smoke": SMOKE, "quick": QUICK, "paper": PAPER}
 assert set(PRESETS) == set(BUDGETS)
 
 
-def _check(config: SimGANConfig) -> None:
-    problems = []
-    if config.reg_space not in REG_SPACES:
-        problems.append(f"reg_space {config.reg_space!r} is not one of {', '.join(REG_SPACES)}")
-    if config.optimizer not in OPTIMIZERS:
-        problems.append(f"optimizer {config.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
-    if config.discriminator_layout not in DISCRIMINATOR_LAYOUTS:
-        problems.append(f"discriminator_layout {config.discriminator_layout!r} is not one of "
-                        f"{', '.join(DISCRIMINATOR_LAYOUTS)}")
-    if len(config.discriminator_widths) != 4:
-        problems.append("discriminator_widths needs 4 widths (one per conv before the logits)")
-    for name in ("width", "blocks", "batch_size", "k_g", "k_d", "history_size"):
-        if getattr(config, name) < 1:
-            problems.append(f"{name} must be at least 1, got {getattr(config, name)}")
-    for name in ("steps", "pretrain_refiner_steps", "pretrain_discriminator_steps", "reg_weight"):
-        if getattr(config, name) < 0:
-            problems.append(f"{name} must not be negative, got {getattr(config, name)}")
-    if not 0 <= config.history_fraction <= 1:
-        problems.append(f"history_fraction must lie in [0, 1], got {config.history_fraction}")
-    if problems:
-        raise ConfigError("simgan: " + "; ".join(problems))
-
-
 class SimGAN(Refiner):
     """SimGAN refiner: adversarial training with self-regularization and an image history."""
 
     Config: ClassVar[type] = SimGANConfig
     presets: ClassVar[dict[str, SimGANConfig]] = PRESETS
-    trains: ClassVar[bool] = True
+    fit_cached: ClassVar[bool] = True
+    refined_cached: ClassVar[bool] = True
 
     @classmethod
     def preset_for(cls, budget: str, label_kind: str) -> SimGANConfig:
@@ -151,7 +146,6 @@ class SimGAN(Refiner):
         return super().preset_for(budget, label_kind)
 
     def __init__(self, config: SimGANConfig, image_shape: tuple[int, int, int]) -> None:
-        _check(config)
         super().__init__(config, image_shape)
         channels = image_shape[0]
         self.refiner = RefinerNet(channels, config.width, config.blocks, config.first_kernel, config.input_skip)
@@ -181,83 +175,44 @@ class SimGAN(Refiner):
         return torch.optim.Adam(parameters, lr=lr, betas=(0.5, 0.999))
 
     def fit(self, source: Samples, target: Samples, context: FitContext) -> int:
-        """Pretrain R, pretrain D, then alternate; resumable from the fit's checkpoint."""
+        """Pretrain R, pretrain D, then alternate K_g R and K_d D steps; resumable from the fit's checkpoint."""
         config, compute = self.config, context.compute
         self.to(compute.device)
-        generator = torch.Generator().manual_seed(context.seed)
-        synthetic = BatchSampler(source.images, config.batch_size, generator, compute.device)
-        real = BatchSampler(target.images, config.batch_size, generator, compute.device)
-        history = ImageHistory(config.history_size, generator)
-        optimizer_r = self._optimizer(self.refiner.parameters(), config.lr_refiner)
-        optimizer_d = self._optimizer(self.discriminator.parameters(), config.lr_discriminator)
-        monitor = FitMonitor(config.min_std, patience=config.collapse_patience)
-        checkpoints = Checkpointer(context.checkpoint_dir, config.checkpoint_every)
+        random = torch.Generator().manual_seed(context.seed)
+        synthetic = BatchSampler(source.images, config.batch_size, random, compute.device)
+        real = BatchSampler(target.images, config.batch_size, random, compute.device)
+        history = ImageHistory(config.history_size, random)
+        optimizers = {"refiner": self._optimizer(self.refiner.parameters(), config.lr_refiner),
+                      "discriminator": self._optimizer(self.discriminator.parameters(), config.lr_discriminator)}
+        refiner_step = partial(self._refiner_step, synthetic, optimizers["refiner"], compute)
+        discriminator_step = partial(self._discriminator_step, synthetic, real, history, optimizers["discriminator"],
+                                     compute)
 
-        start = 0
-        saved = checkpoints.load()
-        if saved is not None:
-            self.refiner.load_state_dict(saved["refiner"])
-            self.discriminator.load_state_dict(saved["discriminator"])
-            optimizer_r.load_state_dict(saved["optimizer_refiner"])
-            optimizer_d.load_state_dict(saved["optimizer_discriminator"])
-            history.load_state_dict(saved["history"], compute.device)
-            generator.set_state(saved["generator"])
-            start = int(saved["step"])
-            monitor.checkpoint_hint = f"; the last good checkpoint (step {start}) is kept at {checkpoints.path}"
-            context.tracker.set_tags({"s2r.resumed_from_step": str(start)})
+        def alternate() -> Update:
+            updates = [refiner_step(adversarial=True) for _ in range(config.k_g)]
+            updates += [discriminator_step() for _ in range(config.k_d)]
+            return Update({k: v for update in updates for k, v in update.logs.items()}, updates[-1].refined)
 
-        pretrain_r = config.pretrain_refiner_steps
-        pretrain_d = pretrain_r + config.pretrain_discriminator_steps
-        images_seen = 0
-        bar = tqdm(total=config.total_steps, initial=start, desc="simgan: fit", unit="step",
-                   disable=not context.progress, leave=False)
-        for step in range(start, config.total_steps):
-            logs: dict[str, float] = {}
-            if step < pretrain_r:
-                logs.update(self._refiner_step(synthetic, optimizer_r, compute, adversarial=False))
-                images_seen += config.batch_size
-            elif step < pretrain_d:
-                logs.update(self._discriminator_step(synthetic, real, history, optimizer_d, compute))
-                images_seen += 2 * config.batch_size
-            else:
-                for _ in range(config.k_g):
-                    logs.update(self._refiner_step(synthetic, optimizer_r, compute, adversarial=True))
-                for _ in range(config.k_d):
-                    logs.update(self._discriminator_step(synthetic, real, history, optimizer_d, compute))
-                images_seen += (config.k_g + 2 * config.k_d) * config.batch_size
-            refined = logs.pop("_refined")
-            monitor.check_losses(step, {k: v for k, v in logs.items() if k.startswith("loss")})
-            done = step + 1
-            if done % config.log_every == 0 or done == config.total_steps:
-                logs["refined_std"] = refined.float().flatten(1).std(1).mean().item()
-                logs["refined_mean"] = refined.float().mean().item()
-                context.tracker.log_metrics({f"simgan/{k}": v for k, v in logs.items()}, step=done)
-                monitor.check_outputs(done, refined)
-                if "d_accuracy_real" in logs and step >= pretrain_d:
-                    monitor.check_discriminator(done, logs["d_accuracy_real"], logs["d_accuracy_refined"])
-                bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items() if k in ("loss_adversarial", "d_accuracy_refined")})
-            if done % config.grid_every == 0 or done == config.total_steps:
-                self._log_grid(synthetic, real, compute, context, done)
-            if checkpoints.due(done) or done == config.total_steps:
-                checkpoints.save({
-                    "step": done, "refiner": self.refiner.state_dict(), "discriminator": self.discriminator.state_dict(),
-                    "optimizer_refiner": optimizer_r.state_dict(), "optimizer_discriminator": optimizer_d.state_dict(),
-                    "history": history.state_dict(), "generator": generator.get_state(),
-                })
-                monitor.checkpoint_hint = f"; the last good checkpoint (step {done}) is kept at {checkpoints.path}"
-            bar.update()
-        bar.close()
-        self.refiner.eval()
-        return images_seen
+        batch = config.batch_size
+        phases = [
+            Phase(config.pretrain_refiner_steps, partial(refiner_step, adversarial=False), batch, judged=False),
+            Phase(config.pretrain_discriminator_steps, discriminator_step, 2 * batch, judged=False),
+            Phase(config.steps, alternate, (config.k_g + 2 * config.k_d) * batch),
+        ]
+        return AdversarialFit(
+            "simgan", config, phases, {"refiner": self.refiner, "discriminator": self.discriminator}, optimizers,
+            random, synthetic, real, self.refine, pools={"history": history},
+            shown=("loss_adversarial", "d_accuracy_refined"),
+        ).run(context)
 
     def _refiner_step(self, synthetic: BatchSampler, optimizer: torch.optim.Optimizer, compute: Any,
-                      adversarial: bool) -> dict[str, Any]:
+                      adversarial: bool) -> Update:
         images = synthetic()
         with compute.autocast():
             refined = self.refiner(images)
             regularization = (self._psi(refined.float()) - self._psi(images)).abs().mean()
             loss = self.config.reg_weight * regularization
-            logs: dict[str, Any] = {"loss_regularization": regularization.item()}
+            logs = {"loss_regularization": regularization.item()}
             if adversarial:
                 logits = self.discriminator(refined).float()
                 fooled = F.cross_entropy(logits, torch.full_like(logits[:, 0], REAL, dtype=torch.long))
@@ -267,11 +222,10 @@ class SimGAN(Refiner):
         loss.backward()
         optimizer.step()
         logs["loss_refiner"] = loss.item()
-        logs["_refined"] = refined.detach()
-        return logs
+        return Update(logs, refined.detach())
 
     def _discriminator_step(self, synthetic: BatchSampler, real: BatchSampler, history: ImageHistory,
-                            optimizer: torch.optim.Optimizer, compute: Any) -> dict[str, Any]:
+                            optimizer: torch.optim.Optimizer, compute: Any) -> Update:
         real_images, batch = real(), self.config.batch_size
         with torch.no_grad(), compute.autocast():
             refined = self.refiner(synthetic()).float()
@@ -287,17 +241,5 @@ class SimGAN(Refiner):
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        return {
-            "loss_discriminator": loss.item(),
-            "d_accuracy_real": accuracy(logits_real, REAL),
-            "d_accuracy_refined": accuracy(logits_fake, REFINED),
-            "_refined": refined,
-        }
-
-    @torch.no_grad()
-    def _log_grid(self, synthetic: BatchSampler, real: BatchSampler, compute: Any, context: FitContext, step: int) -> None:
-        shown = synthetic()[:8]
-        with compute.autocast():
-            refined = self.refiner(shown).float()
-        rows = [shown, refined, real()[:8]]
-        context.tracker.log_image(grid(rows), f"simgan/grid_step{step:06d}.png")
+        return Update({"loss_discriminator": loss.item(), "d_accuracy_real": accuracy(logits_real, REAL),
+                       "d_accuracy_refined": accuracy(logits_fake, REFINED)}, refined)

@@ -1,1 +1,1 @@
-"""What the unpaired image-translation baselines (``cyclegan``, ``cut``) share: networks, losses, fit loop."""
+"""What the unpaired image-translation baselines (``cyclegan``, ``cut``) share: networks, losses, schedule, the fit."""

@@ -1,13 +1,14 @@
-"""What CycleGAN and CUT train the same way: settings, LSGAN loss, schedule, the fit loop.
+"""What CycleGAN and CUT train the same way: settings, LSGAN loss, schedule, the fit.
 
-The loop (:meth:`TranslationGAN.fit`) draws a source and a target batch per
-step, lets the method do one generator and one discriminator update, and does
-the rest once for both methods with the machinery SimGAN uses
-(``plugins/adversarial.py``): seeded batch sampling, atomic checkpoints every
-``checkpoint_every`` steps that a relaunched fit resumes from (networks,
-optimizers, schedules, image pools, random state), the divergence and collapse
-monitor (it watches the discriminator that judges the refiner's output), loss
-curves and image grids in MLflow.
+A fit (:meth:`TranslationGAN.fit`) is one phase of steps, each drawing a source
+and a target batch and letting the method do one generator and one
+discriminator update (:meth:`TranslationGAN.train_step`); the loop around it is
+SimGAN's too (:class:`~sim2real_bench.plugins.adversarial.AdversarialFit`):
+seeded batch sampling, atomic checkpoints every ``checkpoint_every`` steps that
+a relaunched fit resumes from (networks, optimizers, schedules, image pools,
+random state), the divergence and collapse monitor (it watches the
+discriminator that judges the refiner's output), loss curves and image grids in
+MLflow.
 
 Learning rate, as the authors' ``linear`` policy: constant for
 ``steps_constant`` steps, then linearly down towards zero over ``steps_decay``
@@ -26,13 +27,11 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
+from sim2real_bench.config import at_least, not_negative, one_of, positive
 from sim2real_bench.data import Samples
 from sim2real_bench.device import Compute
-from sim2real_bench.errors import ConfigError
-from sim2real_bench.images import grid
-from sim2real_bench.plugins.adversarial import BatchSampler, Checkpointer, FitMonitor, FitSchedule, ImageHistory
+from sim2real_bench.plugins.adversarial import AdversarialFit, BatchSampler, FitSchedule, ImageHistory, Phase, Update
 from sim2real_bench.plugins.translation.networks import INITS, PatchDiscriminator, ResnetGenerator, init_weights
 from sim2real_bench.refiner import FitContext, Refiner
 
@@ -63,26 +62,21 @@ class TranslationConfig(FitSchedule):
     grid_every: int = 5000
     checkpoint_every: int = 1000
 
+    section: ClassVar[str] = "translation"
+
     @property
     def total_steps(self) -> int:
         """Length of the fit in steps (one generator and one discriminator update each)."""
         return self.steps_constant + self.steps_decay
 
-
-def check_config(name: str, config: TranslationConfig, problems: list[str]) -> None:
-    """Raise one :class:`ConfigError` listing ``problems`` and those of the shared settings."""
-    for field in ("ngf", "blocks", "ndf", "d_layers", "batch_size", "log_every", "grid_every", "collapse_patience"):
-        if getattr(config, field) < 1:
-            problems.append(f"{field} must be at least 1, got {getattr(config, field)}")
-    for field in ("steps_constant", "steps_decay", "checkpoint_every"):
-        if getattr(config, field) < 0:
-            problems.append(f"{field} must not be negative, got {getattr(config, field)}")
-    if config.lr <= 0:
-        problems.append(f"lr must be positive, got {config.lr}")
-    if config.init not in INITS:
-        problems.append(f"init {config.init!r} is not one of {', '.join(INITS)}")
-    if problems:
-        raise ConfigError(f"{name}: " + "; ".join(problems))
+    def problems(self) -> list[str]:
+        """The shared settings' problems and those of both translation GANs."""
+        problems = [*super().problems(), *at_least(self, 1, "ngf", "blocks", "ndf", "d_layers", "batch_size"),
+                    *not_negative(self, "steps_constant", "steps_decay"), *positive(self, "lr"),
+                    *one_of(self, "init", INITS)]
+        problems += [f"{name} must lie in [0, 1), got {getattr(self, name)}"
+                     for name in ("beta1", "beta2") if not 0 <= getattr(self, name) < 1]
+        return problems
 
 
 def lsgan_loss(scores: Tensor, real: bool) -> Tensor:
@@ -132,19 +126,15 @@ class TranslationGAN(Refiner):
 
     name: ClassVar[str]
     """The method's registered name: the prefix of its logged metrics and artifacts."""
-    trains: ClassVar[bool] = True
+    fit_cached: ClassVar[bool] = True
+    refined_cached: ClassVar[bool] = True
 
     def __init__(self, config: TranslationConfig, image_shape: tuple[int, int, int]) -> None:
-        check_config(self.name, config, self._problems(config))
         super().__init__(config, image_shape)
         self.generator = init_weights(ResnetGenerator(image_shape[0], config.ngf, config.blocks), config.init)
         self.discriminator = init_weights(PatchDiscriminator(image_shape[0], config.ndf, config.d_layers), config.init)
         self.random = torch.Generator()
         """Every random draw of a fit (batches, pools, patch locations): seeded, checkpointed, so a resume repeats them."""
-
-    def _problems(self, config: Any) -> list[str]:
-        """Mistakes in the method's own settings (shared ones are checked for it)."""
-        return []
 
     @property
     def networks(self) -> dict[str, nn.Module]:
@@ -157,8 +147,8 @@ class TranslationGAN(Refiner):
 
     @abstractmethod
     def train_step(self, source: Tensor, target: Tensor, optimizers: dict[str, torch.optim.Optimizer],
-                   compute: Compute) -> dict[str, Any]:
-        """One generator and one discriminator update; logs, ``"_refined"`` the translated source batch."""
+                   compute: Compute) -> Update:
+        """One generator and one discriminator update on ``(N, C, H, W)`` batches; logs and the translated source."""
 
     def pools(self) -> dict[str, ImageHistory]:
         """The method's image pools, checkpointed with the networks."""
@@ -179,7 +169,7 @@ class TranslationGAN(Refiner):
 
     def fit(self, source: Samples, target: Samples, context: FitContext) -> int:
         """Train for ``total_steps``, resuming from the fit's checkpoint; return images drawn (source + target)."""
-        config, compute, name = self.config, context.compute, self.name
+        config, compute = self.config, context.compute
         self.to(compute.device)
         self.random.manual_seed(context.seed)
         synthetic = BatchSampler(source.images, config.batch_size, self.random, compute.device)
@@ -188,61 +178,11 @@ class TranslationGAN(Refiner):
                       for group, parameters in self.parameter_groups().items()}
         schedules = {group: torch.optim.lr_scheduler.LambdaLR(optimizer, linear_decay(config))
                      for group, optimizer in optimizers.items()}
-        monitor = FitMonitor(config.min_std, patience=config.collapse_patience,
-                             pinned_advice="try a smaller discriminator (ndf, d_layers) or a smaller lr")
-        checkpoints = Checkpointer(context.checkpoint_dir, config.checkpoint_every)
-        parts = {"networks": self.networks, "optimizers": optimizers, "schedules": schedules}
-
-        start = 0
-        saved = checkpoints.load()
-        if saved is not None:
-            for part, objects in parts.items():
-                for key, thing in objects.items():
-                    thing.load_state_dict(saved[part][key])
-            for key, pool in self.pools().items():
-                pool.load_state_dict(saved["pools"][key], compute.device)
-            self.random.set_state(saved["random"])
-            start = int(saved["step"])
-            monitor.checkpoint_hint = f"; the last good checkpoint (step {start}) is kept at {checkpoints.path}"
-            context.tracker.set_tags({"s2r.resumed_from_step": str(start)})
-
-        for network in self.networks.values():
-            network.train()
-        bar = tqdm(total=config.total_steps, initial=start, desc=f"{name}: fit", unit="step",
-                   disable=not context.progress, leave=False)
-        for step in range(start, config.total_steps):
-            logs = self.train_step(synthetic(), real(), optimizers, compute)
-            for schedule in schedules.values():
-                schedule.step()
-            refined = logs.pop("_refined")
-            monitor.check_losses(step, {k: v for k, v in logs.items() if k.startswith("loss")})
-            done = step + 1
-            if done % config.log_every == 0 or done == config.total_steps:
-                logs["refined_std"] = refined.float().flatten(1).std(1).mean().item()
-                logs["lr"] = schedules[next(iter(schedules))].get_last_lr()[0]
-                context.tracker.log_metrics({f"{name}/{k}": v for k, v in logs.items()}, step=done)
-                monitor.check_outputs(done, refined)
-                monitor.check_discriminator(done, logs["d_accuracy_real"], logs["d_accuracy_fake"])
-                bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items() if k in ("loss_gan", "loss_discriminator")})
-            if done % config.grid_every == 0 or done == config.total_steps:
-                self._log_grid(synthetic(), real(), compute, context, done)
-            if checkpoints.due(done) or done == config.total_steps:
-                checkpoints.save({
-                    "step": done, "random": self.random.get_state(),
-                    **{part: {key: thing.state_dict() for key, thing in objects.items()} for part, objects in parts.items()},
-                    "pools": {key: pool.state_dict() for key, pool in self.pools().items()},
-                })
-                monitor.checkpoint_hint = f"; the last good checkpoint (step {done}) is kept at {checkpoints.path}"
-            bar.update()
-        bar.close()
-        for network in self.networks.values():
-            network.eval()
-        return 2 * config.batch_size * (config.total_steps - start)
-
-    @torch.no_grad()
-    def _log_grid(self, synthetic: Tensor, real: Tensor, compute: Compute, context: FitContext, step: int) -> None:
-        shown = synthetic[:8]
-        with compute.autocast():
-            refined = self.generator(shown).float()
-        rows = [shown, refined, real[: len(shown)]]
-        context.tracker.log_image(grid(rows), f"{self.name}/grid_step{step:06d}.png")
+        steps = Phase(config.total_steps, lambda: self.train_step(synthetic(), real(), optimizers, compute),
+                      2 * config.batch_size)
+        return AdversarialFit(
+            self.name, config, [steps], self.networks, optimizers, self.random, synthetic, real, self.refine,
+            schedules=schedules, pools=self.pools(), judge=("d_accuracy_real", "d_accuracy_fake"),
+            shown=("loss_gan", "loss_discriminator"),
+            pinned_advice="try a smaller discriminator (ndf, d_layers) or a smaller lr",
+        ).run(context)

@@ -14,14 +14,14 @@ import pytest
 
 from sim2real_bench.export import write_samples
 from sim2real_bench.registry import Registry
-from sim2real_bench.runner import RunSpec, plan
+from sim2real_bench.plan import RunSpec, resolve
 
 COUNT = 2048
 
 
 @pytest.mark.parametrize("refiner", ["none", "simgan"])
 def test_export_write(benchmark, tmp_path: Path, refiner: str) -> None:
-    resolved = plan(RunSpec(refiner=refiner, task="gaze", budget="quick"), Registry())
+    resolved = resolve(RunSpec(refiner=refiner, task="gaze", budget="quick"), Registry())
     source = resolved.source.load("train", COUNT, 0)
     model = resolved.refiner_class(resolved.refiner_config, resolved.source.image_shape)
     model.to(resolved.compute.device)

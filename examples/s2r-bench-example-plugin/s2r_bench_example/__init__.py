@@ -1,4 +1,8 @@
-"""An example s2r-bench plugin: the ``example-blur`` refiner and the ``example-dots`` dataset."""
+"""An example s2r-bench plugin: the ``example-blur`` refiner and the ``example-dots`` dataset.
+
+The ``example-pupil`` task and its datasets register themselves from
+``pupil.py``, a plugin module of its own (its own entry point).
+"""
 
 from sim2real_bench import hookimpl
 from sim2real_bench.hookspecs import Register

@@ -11,18 +11,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from sim2real_bench.config import Checked, at_least, positive
 from sim2real_bench.data import Samples
-from sim2real_bench.errors import ConfigError
 from sim2real_bench.refiner import FitContext, Refiner
 
 
 @dataclass(frozen=True)
-class BlurConfig:
+class BlurConfig(Checked):
     """Settings of ``example-blur``."""
 
     sigma: float = -1.0
@@ -34,9 +35,13 @@ class BlurConfig:
     steps: int = 12
     """Bisection steps: the fitted sigma is within max_sigma / 2**steps."""
 
-    def __post_init__(self) -> None:
-        if self.max_sigma <= 0 or self.fit_images < 1 or self.steps < 1:
-            raise ConfigError("example-blur needs max_sigma > 0, fit_images >= 1 and steps >= 1")
+    section: ClassVar[str] = "example-blur"
+    """The name its ``ConfigError`` messages start with."""
+
+    def problems(self) -> list[str]:
+        """What is wrong with these settings; :class:`Checked` raises them as one ``ConfigError`` when made."""
+        finite = [] if math.isfinite(self.sigma) else [f"sigma must be a finite number, got {self.sigma}"]
+        return [*finite, *positive(self, "max_sigma"), *at_least(self, 1, "fit_images", "steps")]
 
 
 def gaussian_blur(images: Tensor, sigma: float) -> Tensor:
@@ -62,8 +67,10 @@ def roughness(images: Tensor) -> float:
 class Blur(Refiner):
     """Gaussian blur fitted so that synthetic images are as smooth as the target's."""
 
-    Config = BlurConfig
-    presets = {
+    Config: ClassVar[type] = BlurConfig
+    refined_cached: ClassVar[bool] = True
+    """Keep the refined training set in the cache: a blur is cheap, but this shows how a costly refiner opts in."""
+    presets: ClassVar[dict[str, BlurConfig]] = {
         "smoke": BlurConfig(fit_images=256, steps=6),
         "quick": BlurConfig(),
         "paper": BlurConfig(fit_images=16384, steps=16),
@@ -90,6 +97,7 @@ class Blur(Refiner):
         return len(synthetic) + min(len(target), self.config.fit_images)
 
     def refine(self, images: Tensor) -> Tensor:
+        """Blur ``(N, C, H, W)`` images in the task's input space; a blur of [-1, 1] images stays in [-1, 1]."""
         return gaussian_blur(images, self.sigma)
 
     def state_dict(self) -> dict[str, float]:

@@ -1,0 +1,474 @@
+"""``s2r-bench realism``: how far one set of images is from real captures, by measures that neither side trained.
+
+The in-run realism scores (:mod:`sim2real_bench.realism`) judge refined images
+inside a run, with the run's own source-trained regressor as KID's feature
+extractor. This is the check anyone with real captures can run on any image
+set, a domain (``webcam-eyes``), a refiner's export (``folder:refined``) or
+other real crops, before or after a run:
+
+* **Both sides are histogram-equalized first** (``kornia.enhance.equalize``, the
+  gaze task's input space), so global intensity is not what is compared; what
+  is left is structure and texture.
+* **Same shape.** Real images of another height and width are resized to the
+  candidate's once (``torch.nn.functional.interpolate``, bilinear with
+  ``antialias=True``, the filter PIL's bilinear resize applies), said on
+  stderr; other channels, or an aspect ratio more than
+  :data:`ASPECT_TOLERANCE` apart (resizing would squash the eye), are a
+  :class:`~sim2real_bench.errors.DataError` saying how to frame the real side
+  (``folder:PATH?crop=...&channels=1``).
+* **Domain-classifier two-sample test**: the held-out accuracy (%) of
+  :func:`~sim2real_bench.realism.classifier_accuracy` (50: indistinguishable),
+  mean and standard error over seeds; each seed draws its own images (for
+  datasets whose split order depends on the seed), classifier, and halves. The
+  candidate side loads with a seed derived from the real side's, so a
+  procedural domain against itself is two independent draws (about 50). Images
+  on both sides at once (a folder against itself) push the test *below* 50: the
+  classifier remembers a training image and misjudges its twin in the other
+  side's held-out half; such overlap is counted and said in the notes.
+* **KID** (:func:`~sim2real_bench.realism.kernel_inception_distance`) in the
+  features of a fixed random CNN (:func:`random_features`): its weights come
+  from a constant seed, not from training on either side, so it cannot have
+  learned to ignore what gives one side away, it needs no download, and it is
+  the same network for every call, so figures compare across commands and
+  machines. Random convolutional features are a generic multi-scale
+  texture and layout descriptor; a pretrained network would weigh natural-image
+  semantics an eye crop does not have.
+* **Image statistics**, side by side, of the equalized images on a 0..1 scale
+  (:func:`image_statistics`): intensity mean, spread and histogram; the slope
+  of the radially averaged power spectrum; mean absolute vertical and
+  horizontal gradients (lids and creases make real eyes' vertical gradient
+  the stronger); and the dark blob, the largest connected region of pixels
+  below :data:`DARK_LEVEL` (after equalization about that share of pixels is
+  dark, so the blob's size and place, not the dark share, are what differ:
+  one iris or scattered speckle).
+
+With an output folder it writes ``realism.json`` (every figure, per seed),
+``realism.md``, ``samples.png`` (candidate left, real right) and
+``statistics.png`` (histograms, spectra, gradients).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import kornia
+import numpy as np
+import scipy.ndimage
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor, nn
+
+from sim2real_bench.data import Dataset, stable_seed
+from sim2real_bench.device import Compute
+from sim2real_bench.errors import ConfigError, DataError
+from sim2real_bench.images import grid
+from sim2real_bench.realism import (
+    MIN_IMAGES,
+    classifier_accuracy,
+    kernel_inception_distance,
+)
+
+DEFAULT_COUNT = 2000
+"""Images per side at most (the real side's split may hold fewer; both are cut to the smaller)."""
+ASPECT_TOLERANCE = 0.1
+"""Largest relative difference of width/height ratios that resizing may bridge (60x36 to 55x35 is 6 %)."""
+DARK_LEVEL = 0.15
+"""Equalized intensity (0..1) below which a pixel is dark: the iris, pupil and lashes of an eye crop."""
+HISTOGRAM_BINS = 16
+SPECTRUM_BINS = 8
+FEATURE_SEED = stable_seed("yardstick", "random-features", 1)
+"""The constant the feature network's weights are drawn from; change it and every KID figure changes."""
+FEATURE_WIDTHS = (32, 64, 128)
+EXAMPLES = 48
+"""Images per side kept for the sample grid."""
+EQUALIZED = "both sides histogram-equalized (kornia.enhance.equalize) before every measure"
+
+
+def equalize(images: Tensor) -> Tensor:
+    """``(N, C, H, W)`` images in [-1, 1], histogram-equalized per image and channel, back in [-1, 1]."""
+    return torch.cat([kornia.enhance.equalize((block.float() + 1) / 2) * 2 - 1 for block in images.split(4096)])
+
+
+class RandomFeatures(nn.Module):
+    """Three 3x3 convolutions (the last two strided) with fixed random weights; see :func:`random_features`."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(FEATURE_SEED)
+        layers = []
+        for index, width in enumerate(FEATURE_WIDTHS):
+            conv = nn.Conv2d(channels, width, 3, stride=1 if index == 0 else 2, padding=1)
+            with torch.no_grad():
+                fan_in = channels * 9
+                conv.weight.copy_(torch.randn(conv.weight.shape, generator=generator) * math.sqrt(2 / fan_in))
+                conv.bias.zero_()
+            layers.append(conv)
+            channels = width
+        self.layers = nn.ModuleList(layers)
+        self.requires_grad_(False)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """``(N, C, H, W)`` in [-1, 1] to ``(N, D)``: per-map mean and std at each scale, the last maps on a 2x3 grid."""
+        parts = []
+        x = images
+        for conv in self.layers:
+            x = F.leaky_relu(conv(x), 0.2)
+            parts += [x.mean((2, 3)), x.std((2, 3))]
+        parts.append(F.adaptive_avg_pool2d(x, (2, 3)).flatten(1))
+        return torch.cat(parts, 1)
+
+
+def random_features(channels: int) -> RandomFeatures:
+    """The fixed feature network of KID here, trained on nothing.
+
+    Weights are He-normal draws from :data:`FEATURE_SEED` (the same on every
+    machine), biases zero. Features: each map's spatial mean and standard
+    deviation after each of the three layers (texture at three scales) and the
+    last layer's maps averaged on a 2x3 grid (coarse layout: where the dark iris
+    and the bright sclera sit), ``2 * (32 + 64 + 128) + 128 * 6 = 1,216`` values.
+    """
+    return RandomFeatures(channels).eval()
+
+
+@torch.inference_mode()
+def features_of(images: Tensor, compute: Compute) -> Tensor:
+    """:func:`random_features` of ``(N, C, H, W)`` images, ``(N, D)`` on the CPU, fp32."""
+    network = random_features(images.shape[1]).to(compute.device)
+    return torch.cat([network(batch.to(compute.device)).cpu() for batch in images.split(512)])
+
+
+@dataclass(frozen=True)
+class ImageStats:
+    """Statistics of equalized images on a 0..1 scale (grayscale: the channel mean)."""
+
+    mean: float
+    std: float
+    histogram: list[float]
+    """Share of pixels (%) in each of :data:`HISTOGRAM_BINS` equal bins of 0..1."""
+    spectrum_slope: float
+    """Slope of log power against log frequency of the radially averaged power spectrum, from 2 cycles per crop
+    to 0.5 cycles per pixel, of mean-free images under a Hann window (natural images: about -2). The window keeps
+    the jump between opposite edges out of the spectrum; without it real MPIIGaze crops measure about -3.4
+    (``shared/facts.md``: -3.3), with it -4.0 at their 60x36, and -4.5 once resized to 55x35 (the antialiasing
+    filter removes the finest detail): compare slopes of images at their own size, or both resized."""
+    spectrum: list[float]
+    """log10 of the mean radial power in each frequency bin."""
+    frequencies: list[float]
+    """Centre of each bin, in cycles per pixel."""
+    gradient_y: float
+    """Mean |d/dy| between vertical neighbours."""
+    gradient_x: float
+    """Mean |d/dx| between horizontal neighbours."""
+    dark_blob_area: float
+    """Mean area (% of the image) of the largest 8-connected region below :data:`DARK_LEVEL`."""
+    dark_blob_share: float
+    """Mean share (%) of the dark pixels that lie in that largest region (100: one blob, low: speckle)."""
+    dark_blob_x: float
+    """Mean centre of the largest dark region, as a fraction of the width (0 left, 1 right)."""
+    dark_blob_y: float
+    """Mean centre of the largest dark region, as a fraction of the height (0 top, 1 bottom)."""
+
+
+def _spectrum(gray: Tensor) -> tuple[list[float], list[float], float]:
+    """Radially averaged power of mean-free, Hann-windowed images; bin centres; the fitted log-log slope."""
+    _, height, width = gray.shape
+    window = torch.outer(torch.hann_window(height, periodic=False, dtype=torch.float64),
+                         torch.hann_window(width, periodic=False, dtype=torch.float64))
+    centred = (gray.double() - gray.double().mean((1, 2), keepdim=True)) * window
+    power = torch.fft.fft2(centred).abs().square().mean(0)
+    fy = torch.fft.fftfreq(height, dtype=torch.float64).abs().view(-1, 1)
+    fx = torch.fft.fftfreq(width, dtype=torch.float64).abs().view(1, -1)
+    radius = (fy.square() + fx.square()).sqrt()
+    lowest = 2.0 / min(height, width)  # below two cycles per crop the window dominates
+    edges = torch.logspace(math.log10(lowest), math.log10(0.5), SPECTRUM_BINS + 1, dtype=torch.float64)
+    centres, levels = [], []
+    for low, high in itertools.pairwise(edges):
+        inside = (radius >= low) & (radius < high)
+        if inside.any():
+            centres.append(float((low * high).sqrt()))
+            levels.append(float(power[inside].mean().log10()))
+    slope = float(np.polyfit(np.log10(centres), levels, 1)[0]) if len(centres) > 1 else math.nan
+    return levels, centres, slope
+
+
+def _dark_blobs(gray: np.ndarray) -> tuple[float, float, float, float]:
+    """Mean area %, share of dark pixels %, centre x and y of each image's largest dark region."""
+    areas, shares, xs, ys = [], [], [], []
+    structure = np.ones((3, 3), dtype=bool)
+    height, width = gray.shape[1:]
+    for image in gray:
+        dark = image < DARK_LEVEL
+        labels, count = scipy.ndimage.label(dark, structure)
+        if count == 0:
+            areas.append(0.0)
+            shares.append(0.0)
+            continue
+        sizes = np.bincount(labels.ravel())[1:]
+        largest = int(sizes.argmax()) + 1
+        rows, columns = np.nonzero(labels == largest)
+        areas.append(100.0 * sizes.max() / dark.size)
+        shares.append(100.0 * sizes.max() / dark.sum())
+        xs.append((columns.mean() + 0.5) / width)
+        ys.append((rows.mean() + 0.5) / height)
+    centre = (float(np.mean(xs)), float(np.mean(ys))) if xs else (math.nan, math.nan)
+    return float(np.mean(areas)), float(np.mean(shares)), *centre
+
+
+def image_statistics(images: Tensor) -> ImageStats:
+    """:class:`ImageStats` of ``(N, C, H, W)`` images in [-1, 1] (already equalized, as :func:`measure` passes them)."""
+    gray = ((images.float().mean(1) + 1) / 2).clamp(0, 1)
+    histogram = torch.histc(gray, HISTOGRAM_BINS, 0, 1) / gray.numel() * 100
+    spectrum, frequencies, slope = _spectrum(gray)
+    area, share, blob_x, blob_y = _dark_blobs(gray.numpy())
+    return ImageStats(
+        mean=float(gray.mean()), std=float(gray.std()), histogram=[round(float(h), 3) for h in histogram],
+        spectrum_slope=slope, spectrum=spectrum, frequencies=frequencies,
+        gradient_y=float((gray[:, 1:] - gray[:, :-1]).abs().mean()),
+        gradient_x=float((gray[:, :, 1:] - gray[:, :, :-1]).abs().mean()),
+        dark_blob_area=area, dark_blob_share=share, dark_blob_x=blob_x, dark_blob_y=blob_y,
+    )
+
+
+def mean_se(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and standard error of the mean (``nan`` for a single value)."""
+    array = np.asarray(values, dtype=float)
+    se = float(array.std(ddof=1) / math.sqrt(len(array))) if len(array) > 1 else math.nan
+    return float(array.mean()), se
+
+
+def _cell(values: Sequence[float], decimals: int) -> str:
+    mean, se = mean_se(values)
+    return f"{mean:.{decimals}f}" + ("" if math.isnan(se) else f" ± {se:.{decimals}f}")
+
+
+def _nan_free(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What ``s2r-bench realism`` measured: one candidate image set against real captures."""
+
+    candidate: str
+    real: str
+    split: str
+    count: int
+    """Images per side, after cutting both to the smaller."""
+    image_shape: tuple[int, int, int]
+    seeds: list[int]
+    accuracy: list[float]
+    """Two-sample test held-out accuracy (%) per seed."""
+    kid: list[float]
+    """KID in :func:`random_features` per seed."""
+    candidate_stats: ImageStats
+    real_stats: ImageStats
+    """Statistics of the first seed's images of each side."""
+    notes: list[str]
+    examples: tuple[Tensor, Tensor] = field(repr=False, compare=False, default=(torch.empty(0), torch.empty(0)))
+    """The first equalized images of each side, for the sample grid."""
+
+    def rows(self) -> list[tuple[str, str, str]]:
+        """``(measure, candidate, real)`` rows of the printed and markdown tables."""
+        a, b = self.candidate_stats, self.real_stats
+        return [  # the first two measure the pair, so they sit in the candidate's column
+            ("two-sample test accuracy, % (50: indistinguishable)", _cell(self.accuracy, 1), ""),
+            ("KID, random-CNN features (0: same distribution)", _cell(self.kid, 4), ""),
+            ("intensity mean / std", f"{a.mean:.3f} / {a.std:.3f}", f"{b.mean:.3f} / {b.std:.3f}"),
+            ("power-spectrum slope (log-log)", f"{a.spectrum_slope:.2f}", f"{b.spectrum_slope:.2f}"),
+            ("mean |d/dy| / |d/dx|", f"{a.gradient_y:.4f} / {a.gradient_x:.4f}",
+             f"{b.gradient_y:.4f} / {b.gradient_x:.4f}"),
+            ("gradient ratio dy/dx", f"{a.gradient_y / a.gradient_x:.2f}", f"{b.gradient_y / b.gradient_x:.2f}"),
+            (f"dark blob (< {DARK_LEVEL}) area, % of image", f"{a.dark_blob_area:.1f}", f"{b.dark_blob_area:.1f}"),
+            ("dark pixels in that blob, %", f"{a.dark_blob_share:.1f}", f"{b.dark_blob_share:.1f}"),
+            ("dark blob centre x / y (fraction)", f"{a.dark_blob_x:.2f} / {a.dark_blob_y:.2f}",
+             f"{b.dark_blob_x:.2f} / {b.dark_blob_y:.2f}"),
+        ]
+
+    def header(self) -> str:
+        """One line: what was compared with what, on how many images."""
+        channels, height, width = self.image_shape
+        return (f"{self.candidate} against real {self.real}: {self.split} split, {self.count} images per side of "
+                f"{width}x{height}x{channels}, seeds {','.join(map(str, self.seeds))}; {EQUALIZED}")
+
+    def table(self) -> str:
+        """The printed report."""
+        rows = [("measure", "candidate", "real"), *self.rows()]
+        widths = [max(len(row[column]) for row in rows) for column in range(3)]
+        lines = [self.header(), *self.notes]
+        lines += [("  " + "  ".join(text.ljust(widths[column]) for column, text in enumerate(row))).rstrip()
+                  for row in rows]
+        return "\n".join(lines)
+
+    def markdown(self, pictures: Sequence[str] = ()) -> str:
+        """The report as markdown, with links to ``pictures`` written beside it."""
+        lines = [f"# Realism of `{self.candidate}` against `{self.real}`", "", self.header() + ".", ""]
+        lines += [f"- {note}" for note in self.notes]
+        lines += ["", "| measure | candidate | real |", "|---|---|---|"]
+        lines += [f"| {name} | {left} | {right} |" for name, left, right in self.rows()]
+        per_seed = (f"Per seed: accuracy {', '.join(f'{v:.1f}' for v in self.accuracy)}; "
+                    f"KID {', '.join(f'{v:.4f}' for v in self.kid)}.")
+        lines += ["", per_seed, ""]
+        lines += [f"![{name}]({name})" for name in pictures]
+        return "\n".join(lines) + "\n"
+
+    def to_json(self) -> dict:
+        """Every figure, JSON-serializable."""
+        accuracy, accuracy_se = mean_se(self.accuracy)
+        kid, kid_se = mean_se(self.kid)
+        return {
+            "candidate": self.candidate, "real": self.real, "split": self.split, "count": self.count,
+            "image_shape": list(self.image_shape), "seeds": self.seeds, "equalized": True,
+            "classifier_accuracy": {"mean": accuracy, "se": _nan_free(accuracy_se), "per_seed": self.accuracy},
+            "kid": {"mean": kid, "se": _nan_free(kid_se), "per_seed": self.kid,
+                    "features": f"random CNN {FEATURE_WIDTHS}, seed {FEATURE_SEED}"},
+            "statistics": {"candidate": asdict(self.candidate_stats), "real": asdict(self.real_stats)},
+            "notes": self.notes,
+        }
+
+
+def _matched(candidate: Dataset, real: Dataset) -> tuple[int, int] | None:
+    """The ``(H, W)`` to resize real images to, ``None`` when they already match; mismatches a resize cannot fix raise."""
+    (c_channels, c_height, c_width), (r_channels, r_height, r_width) = candidate.image_shape, real.image_shape
+    if c_channels != r_channels:
+        fix = "?channels=1" if c_channels == 1 else f"?channels={c_channels}"
+        raise DataError(f"{candidate.spec} images have {c_channels} channel(s) but real {real.spec} images have "
+                        f"{r_channels}; convert the real side, e.g. folder:PATH{fix}")
+    if (c_height, c_width) == (r_height, r_width):
+        return None
+    aspect, real_aspect = c_width / c_height, r_width / r_height
+    if abs(real_aspect / aspect - 1) > ASPECT_TOLERANCE:
+        raise DataError(f"{candidate.spec} images are {c_width}x{c_height} but real {real.spec} images are "
+                        f"{r_width}x{r_height} (W x H): aspect ratios {aspect:.2f} and {real_aspect:.2f} differ by "
+                        f"more than {ASPECT_TOLERANCE:.0%}, so resizing would distort them; frame the real side "
+                        f"first, e.g. folder:PATH?crop=LEFT,TOP,RIGHT,BOTTOM&size={c_width}x{c_height}")
+    return c_height, c_width
+
+
+def resize(images: Tensor, height: int, width: int) -> Tensor:
+    """``(N, C, H, W)`` images resized to ``height x width``: bilinear, antialiased (PIL's filter), clamped to [-1, 1]."""
+    return F.interpolate(images.float(), size=(height, width), mode="bilinear", align_corners=False,
+                         antialias=True).clamp(-1, 1)
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def measure(candidate: Dataset, real: Dataset, seeds: Sequence[int], compute: Compute, count: int = DEFAULT_COUNT,
+            split: str = "train", echo: Callable[[str], None] = _stderr) -> Comparison:
+    """Compare ``candidate`` images with ``real`` captures: two-sample test and KID per seed, image statistics.
+
+    Args:
+        candidate: the image set judged (a domain, an export, other real crops).
+        real: the real captures (an unlabeled ``folder:`` does).
+        seeds: one two-sample test and KID estimate per seed; each seed loads its own draw of both sides.
+        compute: where the classifier and the feature network run (the CLI asks for fp32, so figures do not
+            depend on a CPU's bf16 support).
+        count: images per side at most; both sides are cut to the smaller.
+        split: which split of both datasets to load.
+        echo: where notes (a resize) go as they happen.
+
+    Returns:
+        A :class:`Comparison`; labels are never loaded into it.
+    """
+    if count < MIN_IMAGES:
+        raise ConfigError(f"--count {count} is too few for a two-sample test; use at least {MIN_IMAGES}")
+    if not seeds:
+        raise ConfigError("no seeds given; pass e.g. --seeds 0,1,2")
+    size = _matched(candidate, real)
+    notes = []
+    if size is not None:
+        _, height, width = real.image_shape
+        notes.append(f"real images resized from {width}x{height} to the candidate's {size[1]}x{size[0]} "
+                     "(bilinear, antialiased)")
+        echo(f"s2r-bench: {real.spec}: {notes[-1]}")
+    accuracy, kid = [], []
+    stats: tuple[ImageStats, ImageStats] | None = None
+    examples = (torch.empty(0), torch.empty(0))
+    used = 0
+    for seed in seeds:
+        real_images = real.load(split, count, seed).images
+        if size is not None:
+            real_images = resize(real_images, *size)
+        candidate_images = candidate.load(split, len(real_images), stable_seed("yardstick-candidate", seed)).images
+        used = min(len(real_images), len(candidate_images))
+        if used < MIN_IMAGES:
+            raise DataError(f"only {used} images to compare ({candidate.spec}: {len(candidate_images)}, {real.spec}: "
+                            f"{len(real_images)} in the {split} split); the test needs at least {MIN_IMAGES} per side")
+        sides = equalize(candidate_images[:used]), equalize(real_images[:used])
+        shared = _shared_images(*sides)
+        if shared and not any("on both sides" in note for note in notes):
+            notes.append(f"seed {seed}: {shared} of {used} images are on both sides, which pushes the two-sample "
+                         "test below 50; compare disjoint sets (another split, or another part of the folder)")
+            echo(f"s2r-bench: {notes[-1]}")
+        accuracy.append(classifier_accuracy(*sides, compute, seed))
+        kid.append(kernel_inception_distance(features_of(sides[0], compute), features_of(sides[1], compute), seed))
+        if stats is None:
+            stats = image_statistics(sides[0]), image_statistics(sides[1])
+            examples = sides[0][:EXAMPLES].clone(), sides[1][:EXAMPLES].clone()
+    assert stats is not None
+    return Comparison(candidate.spec, real.spec, split, used, tuple(candidate.image_shape), list(seeds), accuracy,
+                      kid, stats[0], stats[1], notes, examples)
+
+
+def _shared_images(candidate: Tensor, real: Tensor) -> int:
+    """How many ``candidate`` images also appear, bit for bit, among the ``real`` ones."""
+    real_keys = {image.numpy().tobytes() for image in real}
+    return sum(image.numpy().tobytes() in real_keys for image in candidate)
+
+
+def _sample_grid(comparison: Comparison, path: Path, columns: int = 6) -> None:
+    """Candidate images left, real images right, a white gap between."""
+    halves = []
+    for images in comparison.examples:
+        shown = images[: len(images) // columns * columns] if len(images) >= columns else images
+        per_row = min(columns, len(shown))
+        halves.append(grid([shown[start : start + per_row] for start in range(0, len(shown), per_row)], scale=2))
+    height = max(half.shape[0] for half in halves)
+    padded = [np.pad(half, [(0, height - half.shape[0])] + [(0, 0)] * (half.ndim - 1)) for half in halves]
+    gap = np.full((height, 12, *padded[0].shape[2:]), 255, dtype=np.uint8)
+    Image.fromarray(np.concatenate([padded[0], gap, padded[1]], 1)).save(path, optimize=True)
+
+
+def _statistics_figure(comparison: Comparison, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sides = (("candidate", comparison.candidate_stats), ("real", comparison.real_stats))
+    figure, (histogram, spectrum, gradients) = plt.subplots(1, 3, figsize=(12, 3.4))
+    edges = np.linspace(0, 1, HISTOGRAM_BINS + 1)
+    for name, stats in sides:
+        histogram.stairs(stats.histogram, edges, label=name)
+        spectrum.plot(stats.frequencies, stats.spectrum, marker="o", label=f"{name} (slope {stats.spectrum_slope:.2f})")
+    histogram.set(title="intensity after equalization", xlabel="intensity", ylabel="% of pixels")
+    spectrum.set(title="radial power spectrum", xlabel="cycles / pixel", ylabel="log10 power", xscale="log")
+    positions = np.arange(2)
+    for offset, (name, stats) in zip((-0.2, 0.2), sides):
+        gradients.bar(positions + offset, [stats.gradient_y, stats.gradient_x], 0.4, label=name)
+    gradients.set(title="mean gradient", xticks=positions, xticklabels=["|d/dy|", "|d/dx|"])
+    for axes in (histogram, spectrum, gradients):
+        axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
+
+
+def write(comparison: Comparison, out: Path) -> list[Path]:
+    """Write ``realism.json``, ``realism.md``, ``samples.png`` and ``statistics.png`` into ``out``; the paths written."""
+    out.mkdir(exist_ok=True)
+    samples, statistics = out / "samples.png", out / "statistics.png"
+    _sample_grid(comparison, samples)
+    _statistics_figure(comparison, statistics)
+    report, figures = out / "realism.md", out / "realism.json"
+    report.write_text(comparison.markdown([samples.name, statistics.name]))
+    figures.write_text(json.dumps(comparison.to_json(), indent=1) + "\n")
+    return [figures, report, samples, statistics]
