@@ -4,7 +4,8 @@ The format (also what an export of refined images writes):
 
 * images: ``*.png``, ``*.jpg`` or ``*.jpeg`` files directly in the folder, all
   of one size. The first image (by name) decides the channels: one for a
-  grayscale image (PIL modes ``L``, ``LA``, ``1``, ``I``, ``I;16``, ``F``),
+  grayscale image (PIL modes ``L``, ``LA``, ``1``, ``I``, ``I;16``, ``F``; 16-bit ones are scaled onto
+  8 bits, not clipped),
   three otherwise; every image is converted to that. Without options images
   are used at their size: a task needs them at its own input size (gaze: 35x55
   pixels, written ``55x35`` as width x height), which ``size=`` gives.
@@ -268,6 +269,20 @@ def _channels(mode: str) -> int:
     return 1 if mode in GRAYSCALE_MODES else 3
 
 
+def _eight_bit(image: Image.Image) -> Image.Image:
+    """A 16-bit (``I;16``) or 32-bit integer grayscale image scaled onto 0..255.
+
+    PIL's own conversion to ``L`` clips such images (a 16-bit PNG turns nearly
+    white), so they are scaled here: by 1/257 when every value fits 16 bits (a
+    16-bit PNG's full range onto 8 bits), else by the image's own maximum.
+    """
+    if image.mode not in ("I;16", "I;16B", "I;16L", "I"):
+        return image
+    values = np.asarray(image, dtype=np.float64)
+    scale = 257.0 if values.max(initial=0) <= 65535 else values.max() / 255.0
+    return Image.fromarray(np.clip(np.rint(values / scale), 0, 255).astype(np.uint8), "L")
+
+
 def decode(root: str, height: int, width: int, channels: int, options: FolderOptions,
            records: list[Record]) -> list[Any]:
     """Images (and labels from the index) of a chunk of samples, framed by ``options`` (runs in worker processes).
@@ -283,7 +298,7 @@ def decode(root: str, height: int, width: int, channels: int, options: FolderOpt
                     raise DataError(f"{path} is {image.width}x{image.height}; every image of the folder must be "
                                     f"{width}x{height} (W x H), as its first one is")
                 framed = image.crop(options.crop) if options.crop is not None else image
-                framed = framed.convert("L" if channels == 1 else "RGB")
+                framed = _eight_bit(framed).convert("L" if channels == 1 else "RGB")
                 if options.size is not None and framed.size != options.size:
                     framed = framed.resize(options.size, Image.Resampling.BILINEAR)
                 pixels = np.asarray(framed, dtype=np.uint8)

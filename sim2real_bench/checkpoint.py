@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from sim2real_bench import store
-from sim2real_bench.errors import DataError
+from sim2real_bench.errors import DataError, S2RError
 from sim2real_bench.refiner import Refiner
 from sim2real_bench.registry import Registry
 
@@ -54,17 +54,23 @@ def load(path: Path, registry: Registry) -> Restored:
     except FileNotFoundError as error:
         raise DataError(f"checkpoint {path} does not exist") from error
     except Exception as error:  # torch raises many types for files that are not its own
-        raise DataError(f"{path} is not a refiner checkpoint of s2r-bench (torch cannot read it: {error})") from error
+        # torch's message may advise weights_only=False, i.e. running the file's code: never pass that on.
+        raise DataError(f"{path} is not a refiner checkpoint of s2r-bench (it does not load as plain tensors "
+                        f"and data: {type(error).__name__}); use the {ARTIFACT} artifact of a run") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise DataError(f"{path} is not a refiner checkpoint of s2r-bench; use the {ARTIFACT} artifact of a run "
                         "(or --from-run RUN_ID)")
     if state.get("version") != VERSION:
         raise DataError(f"{path} is a version {state.get('version')} checkpoint; this s2r-bench reads version {VERSION}")
-    refiner_class = registry.get("refiners", state["refiner"])
     try:
+        refiner_class = registry.get("refiners", state["refiner"])
         config = refiner_class.Config(**state["config"])
-    except TypeError as error:
-        raise DataError(f"{path} holds a {state['refiner']} config this version does not accept ({error})") from error
-    refiner = refiner_class(config, tuple(state["image_shape"]))
-    refiner.load_state_dict(state["state"])
-    return Restored(state["refiner"], refiner, state["input_space"])
+        refiner = refiner_class(config, tuple(state["image_shape"]))
+        refiner.load_state_dict(state["state"])
+        return Restored(state["refiner"], refiner, str(state["input_space"]))
+    except S2RError as error:
+        raise DataError(f"{path} holds a refiner this installation cannot build: {error}") from None
+    except Exception as error:  # a crafted or damaged file: missing keys, other widths, wrong types
+        reason = " ".join(f"{type(error).__name__}: {error}".split())[:200]
+        raise DataError(f"{path} is a damaged refiner checkpoint ({reason}); use the {ARTIFACT} artifact of a "
+                        "run") from None

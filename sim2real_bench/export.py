@@ -4,23 +4,29 @@ The output is what ``folder:DIR`` reads (``plugins/folder.py`` documents the
 format): one lossless 8-bit PNG per sample, ``labels.csv`` with the source
 labels (written with full float precision, so they read back bit-exact), and
 ``refiner.json`` saying what produced it. Images are written in the task's
-input space, i.e. as the task and the refiner see them (gaze: equalized).
+input space, i.e. as the task and the refiner see them (gaze: equalized);
+``refiner.json`` names that space, so a run reading the export back does not
+apply it a second time.
 
 Writing is atomic at the folder level: everything goes to a hidden sibling
 ``.DIR.partial-PID`` that is renamed to DIR only when complete, so an
 interrupted export leaves no DIR (or the previous one, untouched). A process
 killed outright can leave the hidden folder behind; the next export to the
-same DIR removes it.
+same DIR removes it. One export per DIR at a time: a second one is refused
+(``destination_lock``), and ``--overwrite`` replaces only an earlier export.
 """
 
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
 import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -67,9 +73,14 @@ class ExportResult:
     images_per_second: float
 
 
-def check_destination(out: Path, overwrite: bool) -> None:
-    """Refuse, with the fix, an output folder that cannot be written or would lose data."""
-    parent = out.resolve().parent
+def check_destination(out: Path, overwrite: bool) -> Path:
+    """Refuse, with the fix, an output folder that cannot be written or would lose data; return it resolved."""
+    if out.is_symlink():
+        raise ConfigError(f"--out {out} is a symbolic link (to {os.readlink(out)}); give the folder's real path")
+    out = out.resolve()
+    if out == Path.cwd() or out in Path.cwd().parents:
+        raise ConfigError(f"--out {out} is the current folder or one above it; name a new folder, e.g. --out refined")
+    parent = out.parent
     if not parent.is_dir():
         raise ConfigError(f"--out {out}: folder {parent} does not exist; create it first")
     try:  # a real write, not os.access: root passes access checks on read-only file systems
@@ -78,8 +89,40 @@ def check_destination(out: Path, overwrite: bool) -> None:
         raise ConfigError(f"--out {out}: cannot write in {parent} ({error.strerror}); choose another --out") from error
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file, not a folder; choose another --out")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise ConfigError(f"--out {out} is not empty; pass --overwrite to replace it")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise ConfigError(f"--out {out} is not empty; pass --overwrite to replace an earlier export")
+        if not (out / MANIFEST).is_file():
+            raise ConfigError(f"--out {out} is not an export of s2r-bench (it has no {MANIFEST}); --overwrite "
+                              "replaces only exports: choose a new or empty folder")
+    return out
+
+
+@contextmanager
+def destination_lock(out: Path) -> Iterator[None]:
+    """One export per destination at a time: a second one is refused at once, naming the first.
+
+    An exclusive, non-blocking ``flock`` on ``.DIR.lock`` beside the folder,
+    released by the kernel however the holder ends; so only the holder ever
+    cleans up partial folders, and two exports never both report success.
+    """
+    lock = out.parent / f".{out.name}.lock"
+    descriptor = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(descriptor, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise ConfigError(f"another export (pid {holder}) is writing --out {out}; wait for it to finish or "
+                              "choose another --out") from None
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+        try:
+            yield
+        finally:  # the file stays: unlinking it would let a waiting export lock a name nobody else sees
+            os.ftruncate(descriptor, 0)
+    finally:
+        os.close(descriptor)
 
 
 def _restored(spec: ExportSpec, uri: str, registry: Registry, folder: Path) -> checkpoint.Restored:
@@ -144,10 +187,10 @@ def export(spec: ExportSpec, registry: Registry | None = None, tracking_uri: str
         raise ConfigError("oracle is a reference row, not a refiner; there is nothing to export")
     if spec.limit is not None and spec.limit < 1:
         raise ConfigError(f"--limit must be at least 1, got {spec.limit}")
-    check_destination(spec.out, spec.overwrite)
+    spec = replace(spec, out=check_destination(spec.out, spec.overwrite))
     uri = tracking.resolve_tracking_uri(tracking_uri)
     tracking.check_tracking_uri(uri)
-    with tempfile.TemporaryDirectory() as downloads:
+    with destination_lock(spec.out), tempfile.TemporaryDirectory() as downloads:
         restored = None
         if spec.from_run is not None or spec.checkpoint is not None:
             restored = _restored(spec, uri, registry, Path(downloads))

@@ -3,6 +3,7 @@ before any expensive work (no data loaded, no MLflow run created, no server star
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import socket
@@ -16,12 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from sim2real_bench import tracking, ui
+import torch
+
+from sim2real_bench import checkpoint, tracking, ui
+from sim2real_bench.plugins.simgan.refiner import SimGAN
 from sim2real_bench.cli import main
 from sim2real_bench.errors import TrackingError
 
 CONSOLE_SCRIPT = str(Path(sys.executable).with_name("s2r-bench"))
 RUN = ["run", "--refiner", "none", "--task", "gaze", "--budget", "smoke", "--no-progress"]
+REFINE = ["refine", "--budget", "smoke", "--no-progress", "--tracking-uri", "{store}"]
 SWEEP = ["sweep", "--refiners", "none", "--tasks", "gaze", "--seeds", "0", "--budget", "smoke", "--no-progress"]
 
 
@@ -73,6 +78,14 @@ ROWS = [
     Row("seed-too-large", (*RUN, "--tracking-uri", "{store}", "--seed", str(2**70)), "--seed"),
     Row("data-larger-than-memory", (*RUN, "--tracking-uri", "{store}", "--set", "data.source_train=1000000000000"),
         "GiB"),
+    # Checkpoints given to refine: refused before any data is loaded, and never by running the file's code
+    Row("checkpoint-missing-key", (*REFINE, "--out", "{tmp}/new", "--checkpoint", "{tmp}/missing-key.pt"), "is a damaged refiner checkpoint"),
+    Row("checkpoint-wrong-widths", (*REFINE, "--out", "{tmp}/new", "--checkpoint", "{tmp}/wrong-widths.pt"),
+        "is a damaged refiner checkpoint"),
+    Row("checkpoint-with-code", (*REFINE, "--out", "{tmp}/new", "--checkpoint", "{tmp}/code.pt"), "does not load as plain tensors"),
+    # Export destinations
+    Row("export-over-a-folder-that-is-not-an-export", (*REFINE, "--out", "{tmp}/photos", "--refiner", "none", "--overwrite"),
+        "is not an export of s2r-bench"),
 ]
 
 
@@ -83,7 +96,23 @@ def places(tmp_path: Path) -> dict[str, str]:
         db.execute("CREATE TABLE contacts (name TEXT, phone TEXT)")
     (tmp_path / "garbage.db").write_text("not a database")
     (tmp_path / "read-only").mkdir(mode=0o555)
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "holiday.png").write_bytes(b"")
+    refiner = SimGAN(SimGAN.presets["smoke"], (1, 35, 55))
+    checkpoint.save("simgan", refiner, "equalize=True", tmp_path / "good.pt")
+    good = torch.load(tmp_path / "good.pt", weights_only=True)
+    torch.save({**good, "state": {}}, tmp_path / "missing-key.pt")
+    wide = SimGAN(dataclasses.replace(SimGAN.presets["smoke"], width=12), (1, 35, 55))
+    torch.save({**good, "state": wide.state_dict()}, tmp_path / "wrong-widths.pt")
+    torch.save({"format": checkpoint.FORMAT, "payload": Payload()}, tmp_path / "code.pt")
     return {"tmp": str(tmp_path), "store": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+
+
+class Payload:
+    """What a malicious checkpoint pickles: unpickling it would run code."""
+
+    def __reduce__(self) -> tuple:
+        return (os.system, ("touch /tmp/s2r-bench-pwned",))
 
 
 @pytest.fixture
@@ -117,7 +146,7 @@ def test_bad_input_is_one_line_and_exit_2(row: Row, places: dict[str, str], busy
     assert status == 2, err
     assert len(err.splitlines()) == 1, err
     assert err.startswith("s2r-bench: error:") and row.says in err, err
-    assert "Traceback" not in err
+    assert "Traceback" not in err and "weights_only=False" not in err, err
 
 
 def test_a_refusal_from_the_console_script_is_one_line_without_traceback(tmp_path: Path) -> None:

@@ -122,12 +122,20 @@ def test_bad_input_is_one_clear_line(exported, tmp_path: Path, capsys) -> None:
     torch.save({"model": torch.zeros(2)}, not_ours)
     text_file = tmp_path / "notes.txt"
     text_file.write_text("hello")
+    not_export = tmp_path / "photos"
+    not_export.mkdir()
+    (not_export / "holiday.png").write_bytes(b"")
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "elsewhere")
     cases = [
         (["--from-run", "0123456789abcdef", "--out", str(tmp_path / "a")], "no run '0123456789abcdef'"),
         (["--checkpoint", str(not_ours), "--out", str(tmp_path / "b")], "is not a refiner checkpoint of s2r-bench"),
         (["--checkpoint", str(text_file), "--out", str(tmp_path / "c")], "is not a refiner checkpoint of s2r-bench"),
         (["--refiner", "none", "--out", "/proc/s2r-bench-export"], "cannot write in /proc"),
         (["--refiner", "none", "--out", str(out)], "is not empty; pass --overwrite"),
+        (["--refiner", "none", "--out", str(not_export), "--overwrite"], "is not an export of s2r-bench"),
+        (["--refiner", "none", "--out", str(link)], "is a symbolic link"),
+        (["--refiner", "none", "--out", "."], "is the current folder or one above it"),
         (["--refiner", "oracle", "--out", str(tmp_path / "d")], "oracle is a reference row"),
         (["--refiner", "fda", "--from-run", run_id(out), "--out", str(tmp_path / "e")], "holds a simgan refiner"),
     ]
@@ -136,6 +144,28 @@ def test_bad_input_is_one_clear_line(exported, tmp_path: Path, capsys) -> None:
         error = capsys.readouterr().err.strip().splitlines()
         assert len(error) == 1 and message in error[0], (args, error)
     assert not any((tmp_path / name).exists() for name in "abcde")
+    assert (not_export / "holiday.png").exists() and not (tmp_path / "elsewhere").exists()
+
+
+def test_a_second_export_to_the_same_folder_is_refused_and_the_first_stays_whole(tmp_path: Path, capsys) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {**os.environ, "S2R_BENCH_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "refined"
+    command = [CONSOLE_SCRIPT, "refine", "--refiner", "none", "--budget", "smoke", "--out", str(out),
+               "--tracking-uri", uri, "--no-progress", "--set", "data.source_train=8000"]
+    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not list(tmp_path.glob(".refined.partial-*")):
+        assert first.poll() is None, first.stderr.read()
+        assert time.monotonic() < deadline, "the first export started nothing within 4 minutes"
+        time.sleep(0.02)
+    assert refine(uri, "--refiner", "none", "--out", str(out), "--limit", "8") == 2  # in process: while it writes
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "another export (pid" in error[0], error
+    assert first.wait(timeout=300) == 0, first.stderr.read()
+    rows = (out / "labels.csv").read_text().splitlines()
+    assert len(rows) == 8001 and len(list(out.glob("*.png"))) == 8000
+    assert json.loads((out / "refiner.json").read_text())["samples"] == 8000
 
 
 @pytest.mark.parametrize("kill", [signal.SIGINT, signal.SIGKILL])
@@ -160,6 +190,6 @@ def test_an_interrupted_export_leaves_no_folder_or_the_previous_one_untouched(tm
     if kill == signal.SIGINT:
         assert process.returncode == 130
         assert not out.exists()
-        assert not list(tmp_path.glob(".refined.*")), "Ctrl-C removes the partial folder"
+        assert not list(tmp_path.glob(".refined.partial-*")), "Ctrl-C removes the partial folder"
     else:
         assert {path.name: path.read_bytes() for path in out.iterdir()} == before

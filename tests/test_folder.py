@@ -287,3 +287,15 @@ def test_the_labeled_real_eye_patches_frame_as_a_gaze_test_set() -> None:
     assert len(dataset.records("test")) == 1008 and not dataset.records("train")
     labels = dataset.load("test", 1008, seed=0).labels
     assert labels.abs().max() <= math.radians(15) + 1e-6  # gaze within +/-10 deg vertically, +/-15 horizontally
+
+
+def test_sixteen_bit_grayscale_is_scaled_not_clipped(tmp_path: Path) -> None:
+    ramp = (np.arange(35 * 55, dtype=np.uint32).reshape(35, 55) * 34).astype(np.uint16)  # 0 .. 65416
+    for index in range(4):
+        Image.fromarray(ramp).save(tmp_path / f"{index:02d}.png")
+    images = Folder("folder", f"{tmp_path}?split=test").load("test", 4, seed=0).images
+    pixels = ((images[0, 0] + 1) * 127.5).round()
+    assert pixels.min() == 0 and pixels.max() == 255
+    assert (pixels == 255).float().mean() < 0.01
+    expected = torch.from_numpy(np.rint(ramp / 257.0).astype(np.float32))
+    assert (pixels - expected).abs().max() <= 1
