@@ -101,7 +101,11 @@ def read_day(path: Path) -> dict[str, Any]:
     for side in SIDES:
         # squeeze_me turns a day with one frame into a single (36, 60) image and one (3,) vector.
         images = np.asarray(_field(mat["data"], f"{side}.image", path))
-        gazes = np.asarray(_field(mat["data"], f"{side}.gaze", path), dtype=np.float64)
+        try:
+            gazes = np.asarray(_field(mat["data"], f"{side}.gaze", path), dtype=np.float64)
+        except (TypeError, ValueError) as error:  # text or objects where numbers belong
+            raise DataError(f"{path}: data.{side}.gaze is not numbers ({error}); expected (N, 3) gaze "
+                            "vectors") from None
         images = images.reshape(-1, *images.shape[-2:]) if images.ndim >= 2 else images
         gazes = gazes.reshape(-1, gazes.shape[-1]) if gazes.ndim >= 1 else gazes
         if images.ndim != 3 or images.shape[1:] != IMAGE_SIZE or images.dtype != np.uint8:

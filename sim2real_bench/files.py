@@ -150,7 +150,10 @@ class FileDataset(Dataset):
         if argument is None:
             raise ConfigError(f"dataset {name!r} reads a folder; give its path: '{name}:/path/to/folder'")
         super().__init__(name, argument)
-        self.root = Path(argument).expanduser().resolve()
+        try:
+            self.root = Path(argument).expanduser().resolve(strict=False)
+        except (RuntimeError, OSError) as error:  # a symlink loop: RuntimeError before 3.13, OSError after
+            raise DataError(f"{self.spec}: {argument} cannot be resolved ({error}); give the folder's real path") from None
         if not self.root.is_dir():
             raise DataError(f"{self.spec}: folder {self.root} does not exist; {self.expected()}")
         self.index = self._cached_index()

@@ -83,6 +83,9 @@ ROWS = [
     Row("checkpoint-wrong-widths", (*REFINE, "--out", "{tmp}/new", "--checkpoint", "{tmp}/wrong-widths.pt"),
         "is a damaged refiner checkpoint"),
     Row("checkpoint-with-code", (*REFINE, "--out", "{tmp}/new", "--checkpoint", "{tmp}/code.pt"), "does not load as plain tensors"),
+    # Datasets
+    Row("folder-that-is-a-symlink-loop", (*RUN, "--tracking-uri", "{store}", "--source", "folder:{tmp}/loop-a"),
+        "cannot be resolved"),
     # Export destinations
     Row("export-over-a-folder-that-is-not-an-export", (*REFINE, "--out", "{tmp}/photos", "--refiner", "none", "--overwrite"),
         "is not an export of s2r-bench"),
@@ -96,6 +99,8 @@ def places(tmp_path: Path) -> dict[str, str]:
         db.execute("CREATE TABLE contacts (name TEXT, phone TEXT)")
     (tmp_path / "garbage.db").write_text("not a database")
     (tmp_path / "read-only").mkdir(mode=0o555)
+    (tmp_path / "loop-a").symlink_to(tmp_path / "loop-b")
+    (tmp_path / "loop-b").symlink_to(tmp_path / "loop-a")
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "holiday.png").write_bytes(b"")
     refiner = SimGAN(SimGAN.presets["smoke"], (1, 35, 55))

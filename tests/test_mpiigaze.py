@@ -115,6 +115,15 @@ def test_a_mat_without_gaze_names_the_missing_field(broken_copy: Path) -> None:
         MPIIGaze("mpiigaze", str(broken_copy))
 
 
+def test_a_gaze_that_is_text_is_a_data_error(broken_copy: Path) -> None:
+    gazes = np.array([opencv(0, 0)] * 2)
+    write_mpiigaze_day(broken_copy / "Data/Normalized/p01/day01.mat", gazes, gazes, fields={
+        "data": {"left": {"image": np.stack([mpii_eye()] * 2), "gaze": np.array(["up", "down"])},
+                 "right": {"image": np.stack([mpii_eye()] * 2), "gaze": gazes}}})
+    with pytest.raises(DataError, match="data.left.gaze is not numbers .* expected \\(N, 3\\) gaze vectors"):
+        MPIIGaze("mpiigaze", str(broken_copy))
+
+
 def test_images_of_another_size_are_a_data_error(broken_copy: Path) -> None:
     gazes = np.array([opencv(0, 0)] * 2)
     write_mpiigaze_day(broken_copy / "Data/Normalized/p01/day01.mat", gazes, gazes,
