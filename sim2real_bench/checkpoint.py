@@ -54,7 +54,7 @@ def load(path: Path, registry: Registry) -> Restored:
     except FileNotFoundError as error:
         raise DataError(f"checkpoint {path} does not exist") from error
     except Exception as error:  # torch raises many types for files that are not its own
-        # torch's message may advise weights_only=False, i.e. running the file's code: never pass that on.
+        # torch's message may advise turning weights-only loading off, i.e. running the file's code: never pass it on.
         raise DataError(f"{path} is not a refiner checkpoint of s2r-bench (it does not load as plain tensors "
                         f"and data: {type(error).__name__}); use the {ARTIFACT} artifact of a run") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:

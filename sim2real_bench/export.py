@@ -18,22 +18,20 @@ same DIR removes it. One export per DIR at a time: a second one is refused
 
 from __future__ import annotations
 
+import contextlib
 import csv
-import fcntl
 import json
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from PIL import Image
 from tqdm.auto import tqdm
 
-from sim2real_bench import checkpoint, stages, tracking
+from sim2real_bench import checkpoint, locks, stages, tracking
 from sim2real_bench.config import flatten
 from sim2real_bench.data import Samples
 from sim2real_bench.device import seed_everything
@@ -98,31 +96,14 @@ def check_destination(out: Path, overwrite: bool) -> Path:
     return out
 
 
-@contextmanager
-def destination_lock(out: Path) -> Iterator[None]:
-    """One export per destination at a time: a second one is refused at once, naming the first.
+def destination_lock(out: Path) -> contextlib.AbstractContextManager[None]:
+    """One export per destination at a time (a lock ``.DIR.lock`` beside it): a second one is refused at once,
+    naming the first; so only the holder ever cleans up partial folders, and two exports never both succeed."""
+    def refused(holder: str) -> ConfigError:
+        return ConfigError(f"another export (pid {holder}) is writing --out {out}; wait for it to finish or "
+                           "choose another --out")
 
-    An exclusive, non-blocking ``flock`` on ``.DIR.lock`` beside the folder,
-    released by the kernel however the holder ends; so only the holder ever
-    cleans up partial folders, and two exports never both report success.
-    """
-    lock = out.parent / f".{out.name}.lock"
-    descriptor = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(descriptor, 32, 0).decode(errors="replace").strip() or "unknown"
-            raise ConfigError(f"another export (pid {holder}) is writing --out {out}; wait for it to finish or "
-                              "choose another --out") from None
-        os.ftruncate(descriptor, 0)
-        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
-        try:
-            yield
-        finally:  # the file stays: unlinking it would let a waiting export lock a name nobody else sees
-            os.ftruncate(descriptor, 0)
-    finally:
-        os.close(descriptor)
+    return locks.held(out.parent / f".{out.name}.lock", refused)
 
 
 def _restored(spec: ExportSpec, uri: str, registry: Registry, folder: Path) -> checkpoint.Restored:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sim2real_bench import locks
 from sim2real_bench.errors import S2RError, TrackingError
 
 if TYPE_CHECKING:
@@ -148,30 +149,19 @@ def store_lock(uri: str) -> Iterator[None]:
     if path is None:
         yield
         return
-    import fcntl
-
     lock = path.with_name(path.name + ".lock")
+
+    def refused(holder: str) -> TrackingError:
+        return TrackingError(f"another sweep (pid {holder}) is using the tracking store {path}; wait for it to "
+                             "finish (one sweep per store), or pass --tracking-uri with another store")
+
     try:
-        descriptor = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        lock.touch(exist_ok=True)
     except OSError as error:
         raise TrackingError(f"cannot create the lock file {lock} ({error.strerror}); "
                             "pass --tracking-uri in a folder you can write") from error
-    try:
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(descriptor, 32, 0).decode(errors="replace").strip() or "unknown"
-            raise TrackingError(f"another sweep (pid {holder}) is using the tracking store {path}; wait for it to "
-                                "finish (one sweep per store), or pass --tracking-uri with another store") from None
-        os.ftruncate(descriptor, 0)
-        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
-        try:
-            yield
-        finally:
-            os.ftruncate(descriptor, 0)
-            fcntl.flock(descriptor, fcntl.LOCK_UN)
-    finally:
-        os.close(descriptor)
+    with locks.held(lock, refused):
+        yield
 
 
 def client(uri: str) -> MlflowClient:
