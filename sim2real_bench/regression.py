@@ -10,7 +10,7 @@ schedule. Tasks that fit this shape (gaze angles, joint coordinates) subclass
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -126,30 +126,24 @@ class RegressionTask(Task):
         self.model = model.eval()
         return seen
 
-    def _batches(self, images: Tensor, compute: Compute) -> Iterator[Tensor]:
-        size = self.config.eval_batch_size
-        for start in range(0, len(images), size):
-            yield images[start : start + size].to(compute.device).contiguous(memory_format=torch.channels_last)
-
     @torch.inference_mode()
-    def predict(self, images: Tensor, compute: Compute) -> Tensor:
+    def _in_batches(self, head: Callable[[Tensor], Tensor], images: Tensor, compute: Compute) -> Tensor:
+        """``head`` of the fitted model over a block of images, batch by batch, as ``(N, D)`` float32 on the CPU."""
         assert self.model is not None, "fit the task before predicting"
-        outputs = []
-        for batch in self._batches(images, compute):
+        size, outputs = self.config.eval_batch_size, []
+        for start in range(0, len(images), size):
+            batch = images[start : start + size].to(compute.device).contiguous(memory_format=torch.channels_last)
             with compute.autocast():
-                outputs.append(self.model(batch).float().cpu())
-        return torch.cat(outputs) * self.label_std + self.label_mean
+                outputs.append(head(batch).float().flatten(1).cpu())
+        return torch.cat(outputs)
 
-    @torch.inference_mode()
+    def predict(self, images: Tensor, compute: Compute) -> Tensor:
+        return self._in_batches(lambda batch: self.model(batch), images, compute) * self.label_std + self.label_mean
+
     def features(self, images: Tensor, compute: Compute) -> Tensor:
         """The regressor's last hidden layer (timm's ``pre_logits``)."""
-        assert self.model is not None, "fit the task before asking for features"
-        outputs = []
-        for batch in self._batches(images, compute):
-            with compute.autocast():
-                output = self.model.forward_head(self.model.forward_features(batch), pre_logits=True)
-            outputs.append(output.float().flatten(1).cpu())
-        return torch.cat(outputs)
+        return self._in_batches(
+            lambda batch: self.model.forward_head(self.model.forward_features(batch), pre_logits=True), images, compute)
 
     def state_dict(self) -> dict[str, Any]:
         assert self.model is not None, "fit the task before saving it"
