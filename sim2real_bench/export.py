@@ -207,8 +207,9 @@ def _export(spec: ExportSpec, resolved: Plan, restored: checkpoint.Restored | No
     size = data.source_train if spec.limit is None else min(spec.limit, data.source_train)
     if restored is None:
         with context.watch.stage("data"):
-            source, target = (stages.to_input_space(task, stages.load_split(resolved, split, context), compute)
-                              for split in ("source_train", "target_train"))
+            source, target = (
+                stages.split_in_input_space(resolved, split, stages.load_split(resolved, split, context), task, compute)
+                for split in ("source_train", "target_train"))
         fitted = stages.fit_refiner(resolved, source, target, task.input_space(), context)
         stages.log_refiner(fitted, run_spec.refiner, task.input_space(), context)
         source = Samples(source.images[:size], source.labels[:size])
@@ -219,7 +220,9 @@ def _export(spec: ExportSpec, resolved: Plan, restored: checkpoint.Restored | No
         restored.refiner.to(compute.device)
         fitted = Fitted(restored.refiner, "")
         with context.watch.stage("data"):
-            source = stages.to_input_space(task, stages.load_split(resolved, "source_train", context, size), compute)
+            source = stages.split_in_input_space(resolved, "source_train",
+                                                 stages.load_split(resolved, "source_train", context, size), task,
+                                                 compute)
     refiner = fitted.refiner
     partial = spec.out.resolve().parent / f".{spec.out.name}.partial-{os.getpid()}"
     for stale in spec.out.resolve().parent.glob(f".{spec.out.name}.partial-*"):

@@ -166,19 +166,19 @@ def to_input_space(task: Task, samples: Samples, compute: Compute) -> Samples:
     return Samples(images.contiguous(), samples.labels)
 
 
+def split_in_input_space(plan: Plan, split: SplitName, samples: Samples, task: Task, compute: Compute) -> Samples:
+    """One split through :func:`to_input_space`, unless its dataset already is in that space (an export)."""
+    if _dataset(plan, split)[0].input_space == task.input_space():
+        return samples
+    return to_input_space(task, samples, compute)
+
+
 def in_input_space(plan: Plan, splits: Splits, context: RunContext) -> Splits:
-    """Every split through :func:`to_input_space`, except those whose dataset already is in that space (an export)."""
+    """Every split through :func:`split_in_input_space`."""
     task = plan.new_task()
-    space = task.input_space()
-
-    def converted(name: SplitName) -> Samples:
-        samples = getattr(splits, name)
-        if _dataset(plan, name)[0].input_space == space:
-            return samples
-        return to_input_space(task, samples, context.compute)
-
     with context.watch.stage("input_space"):
-        return Splits(*(converted(split.name) for split in dataclasses.fields(Splits)))
+        return Splits(*(split_in_input_space(plan, split.name, getattr(splits, split.name), task, context.compute)
+                        for split in dataclasses.fields(Splits)))
 
 
 @torch.inference_mode()
