@@ -1,13 +1,14 @@
 """The ``s2r-bench`` command line.
 
-Every :class:`~sim2real_bench.errors.S2RError` becomes one line on stderr and
-exit status 2; anything else is a bug and keeps its traceback.
+Every :class:`~sim2real_bench.errors.S2RError`, and a disk that is full, becomes
+one line on stderr and exit status 2; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -312,6 +313,16 @@ def _realism(args: argparse.Namespace) -> None:
 COMMANDS = {"run": _run, "sweep": _sweep, "refine": _refine, "ui": _ui, "list": _list, "plugins": _plugins, "preview": _preview, "realism": _realism, "report": _report}
 
 
+FULL_DISK = (errno.ENOSPC, errno.EDQUOT)
+
+
+def full_disk_message(error: OSError) -> str:
+    """The one line for a write that ran out of space: what was being written and where the space can come from."""
+    where = f" writing {error.filename}" if error.filename else ""
+    return (f"no space left on the device{where}: free some space, or put the cache (S2R_BENCH_CACHE), the store "
+            "(--tracking-uri) and exports (--out) on a disk with room; finished runs and cache entries are intact")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``s2r-bench`` console script.
 
@@ -330,6 +341,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             COMMANDS[args.command](args)
         except S2RError as error:
             print(f"s2r-bench: error: {error}", file=sys.stderr)
+            return 2
+        except OSError as error:
+            if error.errno not in FULL_DISK:
+                raise
+            print(f"s2r-bench: error: {full_disk_message(error)}", file=sys.stderr)
             return 2
         except Terminated:
             print("s2r-bench: terminated (SIGTERM)", file=sys.stderr)

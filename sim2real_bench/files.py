@@ -193,8 +193,11 @@ class FileDataset(Dataset):
         index = self.scan()
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-        partial.write_text(json.dumps({"root": str(self.root), "stats": stats, "index": index}))
-        os.replace(partial, path)
+        try:
+            partial.write_text(json.dumps({"root": str(self.root), "stats": stats, "index": index}))
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
         return index
 
     def _ordered(self, split: str, seed: int) -> list[Record]:

@@ -59,12 +59,23 @@ def key(*parts: Any) -> str:
 
 
 def save(state: Any, path: Path) -> None:
-    """Write ``state`` with ``torch.save`` atomically."""
+    """Write ``state`` with ``torch.save`` atomically.
+
+    torch writes through a Python file object here, so a full disk raises the
+    ``OSError(ENOSPC)`` of the failed write (which the CLI reports in one line)
+    rather than torch's opaque ``RuntimeError``; the partial file never outlives
+    the call.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f"{path.name}.partial-{os.getpid()}")
     try:
-        torch.save(state, partial)
+        with open(partial, "wb") as file:
+            torch.save(state, file)
         os.replace(partial, path)
+    except RuntimeError as error:
+        if isinstance(error.__context__, OSError):  # torch's writer failed on closing after the write failed
+            raise error.__context__ from None
+        raise
     finally:
         partial.unlink(missing_ok=True)
 

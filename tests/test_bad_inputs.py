@@ -4,6 +4,8 @@ before any expensive work (no data loaded, no MLflow run created, no server star
 from __future__ import annotations
 
 import dataclasses
+import errno
+import io
 import os
 import signal
 import socket
@@ -264,3 +266,99 @@ def test_sigterm_and_an_inherited_ignored_sigint_both_interrupt_and_the_handlers
         assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+class FillingDisk(io.FileIO):
+    """A file on a disk with ``room`` bytes left: the write that would pass it fails as a full disk does."""
+
+    room = 4096
+
+    def write(self, data: bytes) -> int:
+        if self.tell() + len(data) > self.room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.name)
+        return super().write(data)
+
+
+def test_a_full_disk_while_caching_is_one_line_exit_2_and_leaves_no_partial_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from sim2real_bench import store
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("S2R_BENCH_CACHE", str(cache))
+    monkeypatch.setattr(store, "open", lambda path, mode: FillingDisk(path, "w"), raising=False)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    MlflowClient(uri).search_experiments()  # create the store first: MLflow logs its creation
+    capsys.readouterr()
+    status = main([*RUN, "--tracking-uri", uri])
+    err = capsys.readouterr().err.strip()
+    assert status == 2, err
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith(f"s2r-bench: error: no space left on the device writing {cache}"), err
+    assert not [path for path in cache.rglob("*") if "partial" in path.name]
+    runs = MlflowClient(uri).search_runs([MlflowClient(uri).get_experiment_by_name("gaze").experiment_id])
+    assert [run.info.status for run in runs] == ["FAILED"]
+
+
+def test_a_full_disk_during_an_export_keeps_the_earlier_export_and_leaves_no_partial_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from PIL import Image
+
+    monkeypatch.setenv("S2R_BENCH_CACHE", str(tmp_path / "cache"))
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").search_experiments()  # MLflow logs the store's creation
+    argv = [*(part.format(store=f"sqlite:///{tmp_path / 'mlflow.db'}") for part in REFINE), "--refiner", "none",
+            "--out", str(tmp_path / "export"), "--limit", "40"]
+    assert main(argv) == 0
+    before = {path.name: path.read_bytes() for path in (tmp_path / "export").iterdir()}
+    capsys.readouterr()
+
+    written = []
+    real_save = Image.Image.save
+
+    def save_until_full(image: Image.Image, path: Path, *args: object, **kwargs: object) -> None:
+        if len(written) == 25:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        written.append(path)
+        real_save(image, path, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", save_until_full)
+    status = main([*argv, "--overwrite"])
+    err = capsys.readouterr().err.strip()
+    assert status == 2, err
+    assert len(err.splitlines()) == 1 and "no space left on the device writing" in err, err
+    assert {path.name: path.read_bytes() for path in (tmp_path / "export").iterdir()} == before
+    assert sorted(path.name for path in tmp_path.iterdir() if path.name.startswith(".export")) == [".export.lock"]
+
+
+def test_sigterm_during_refine_leaves_no_partial_folder_and_the_run_killed(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    client.search_experiments()  # create the store here: two processes migrating one new store crash
+    environment = {**os.environ, "S2R_BENCH_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "export"
+    process = subprocess.Popen([CONSOLE_SCRIPT, *(part.format(store=uri) for part in REFINE), "--refiner", "simgan",
+                                "--out", str(out)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=environment)
+    try:
+        deadline = time.monotonic() + 180
+        while not list(tmp_path.glob(".export.partial-*")):
+            assert process.poll() is None, process.stderr.read()
+            assert time.monotonic() < deadline, "the export wrote nothing within 3 minutes"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 143, stderr
+    assert stderr.strip().splitlines()[-1] == "s2r-bench: terminated (SIGTERM)", stderr
+    assert "Traceback" not in stderr
+    assert not out.exists()
+    assert sorted(path.name for path in tmp_path.iterdir() if path.name.startswith(".export")) == [".export.lock"]
+    runs = client.search_runs([client.get_experiment_by_name("gaze").experiment_id])
+    assert [run.info.status for run in runs] == ["KILLED"]
