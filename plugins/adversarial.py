@@ -1,4 +1,4 @@
-"""Machinery shared by the adversarial refiners (SimGAN, CycleGAN, CUT), and their one fit loop.
+"""Machinery shared by the trained refiners (SimGAN, CycleGAN, CUT, UNSB, SDEdit), and their one fit loop.
 
 One copy of the parts public reimplementations most often got wrong: an image
 history that really stores and really returns old images, random batches drawn
@@ -9,9 +9,10 @@ a monitor that stops a diverged or collapsed fit instead of reporting it.
 as data (its networks, optimizers, schedules, pools, seeded generator, and
 :class:`Phase` s of steps, each a callable doing one update) and the loop does
 the rest the same way for every method: resume, divergence and collapse checks,
-logs, image grids, checkpoints. Settings that every such fit shares
-(:class:`FitSchedule`) validate themselves when a config is made, so a bad
-``--set refiner.FIELD=VALUE`` fails before any work.
+logs, image grids, checkpoints. A fit with no discriminator (``sdedit``'s
+denoiser) runs unjudged phases and names what the collapse check watches.
+Settings that every such fit shares (:class:`FitSchedule`) validate themselves
+when a config is made, so a bad ``--set refiner.FIELD=VALUE`` fails before any work.
 """
 
 from __future__ import annotations
@@ -162,6 +163,8 @@ class FitMonitor:
     flat_streak: int = 0
     pinned_streak: int = 0
     checkpoint_hint: str = field(default="")
+    watched: str = "refined images"
+    """What :meth:`check_outputs` is handed, as its collapse message names it."""
     pinned_advice: str = "try a larger refiner learning rate or a smaller self-regularization weight"
     """What the user can change when the discriminator wins outright (method-specific)."""
 
@@ -177,7 +180,7 @@ class FitMonitor:
         self.flat_streak = self.flat_streak + 1 if spread < self.min_std else 0
         if self.flat_streak >= self.patience:
             raise FitFailure(
-                f"fit collapsed at step {step}: refined images have had a standard deviation of {spread:.4f} "
+                f"fit collapsed at step {step}: {self.watched} have had a standard deviation of {spread:.4f} "
                 f"(under {self.min_std}) for {self.patience} checks{self.checkpoint_hint}"
             )
 
@@ -225,7 +228,8 @@ class Update:
     logs: dict[str, float]
     """Scalars to log; those named ``loss*`` are checked for divergence after every step."""
     refined: Tensor
-    """``(N, C, H, W)``: refiner outputs of this step in [-1, 1], watched for collapse."""
+    """``(N, C, H, W)``: refiner outputs of this step in [-1, 1], watched for collapse; a fit that watches
+    something else names it in :attr:`AdversarialFit.watched` (``sdedit``: its denoiser's noise predictions)."""
 
 
 @dataclass(frozen=True)
@@ -270,6 +274,9 @@ class AdversarialFit:
     shown: tuple[str, ...] = ()
     """Logs shown on the progress bar."""
     pinned_advice: str = FitMonitor.pinned_advice
+    watched: tuple[str, str] = ("refined", "refined images")
+    """What :attr:`Update.refined` holds: the prefix of its logged ``_std`` and ``_mean``, and its name in the
+    collapse message."""
 
     @property
     def total_steps(self) -> int:
@@ -281,7 +288,8 @@ class AdversarialFit:
         settings, total = self.settings, self.total_steps
         ends = list(itertools.accumulate(phase.steps for phase in self.phases))
         checkpoints = Checkpointer(context.checkpoint_dir, settings.checkpoint_every)
-        monitor = FitMonitor(settings.min_std, patience=settings.collapse_patience, pinned_advice=self.pinned_advice)
+        monitor = FitMonitor(settings.min_std, patience=settings.collapse_patience, pinned_advice=self.pinned_advice,
+                             watched=self.watched[1])
         start = self._resume(checkpoints, context.compute.device)
         if start:
             monitor.checkpoint_hint = f"; the last good checkpoint (step {start}) is kept at {checkpoints.path}"
@@ -315,8 +323,9 @@ class AdversarialFit:
     def _log(self, done: int, update: Update, judged: bool, monitor: FitMonitor, context: FitContext) -> dict[str, str]:
         """Log the step's scalars and check the refined batch (and the judge); return the progress-bar postfix."""
         refined = update.refined.float()
-        logs = {**update.logs, "refined_std": refined.flatten(1).std(1).mean().item(),
-                "refined_mean": refined.mean().item()}
+        prefix = self.watched[0]
+        logs = {**update.logs, f"{prefix}_std": refined.flatten(1).std(1).mean().item(),
+                f"{prefix}_mean": refined.mean().item()}
         if self.schedules:
             logs["lr"] = next(iter(self.schedules.values())).get_last_lr()[0]
         context.tracker.log_metrics({f"{self.method}/{k}": v for k, v in logs.items()}, step=done)

@@ -51,7 +51,7 @@ from sim2real_bench.device import Compute
 from sim2real_bench.hookspecs import Register
 from sim2real_bench.plugins.adversarial import Update
 from sim2real_bench.plugins.translation.networks import init_weights
-from sim2real_bench.plugins.translation.patchnce import PatchProjector, patch_nce_loss
+from sim2real_bench.plugins.translation.patchnce import PatchProjector, layer_problems, patch_nce_loss
 from sim2real_bench.plugins.translation.training import (
     TranslationConfig, TranslationGAN, discriminator_step, frozen, lsgan_loss)
 
@@ -94,10 +94,7 @@ class CUTConfig(TranslationConfig):
         """The shared settings' problems and CUT's own."""
         problems = [*super().problems(), *one_of(self, "variant", VARIANTS),
                     *at_least(self, 1, "patches", "projection_dim"), *positive(self, "temperature", "gan_weight")]
-        layers = ("input", "down1", "down2", *(f"block{k}" for k in range(1, self.blocks + 1)))
-        if not self.nce_layers or any(layer not in layers for layer in self.nce_layers):
-            problems.append(f"nce_layers {self.nce_layers!r} must name some of {', '.join(layers)}")
-        return problems
+        return [*problems, *layer_problems(self.nce_layers, self.blocks)]
 
 
 PAPER = CUTConfig()

@@ -24,9 +24,11 @@ from sim2real_bench.sweep import DEFAULT_EXPERIMENT
 
 if TYPE_CHECKING:
     from sim2real_bench.plan import RunSpec
+    from sim2real_bench.sweep import Launcher
 
 ALL = "all"
 FORMATS = ("markdown", "csv", "html")
+LAUNCHERS = ("serial", "ray")
 SUFFIXES = {"markdown": "md", "csv": "csv", "html": "html"}
 
 
@@ -48,6 +50,14 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--tasks", default="all", help="comma-separated task names, or 'all' (default)")
     sweep.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     sweep.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help=f"MLflow experiment (default {DEFAULT_EXPERIMENT})")
+    sweep.add_argument("--launcher", default="serial", choices=LAUNCHERS,
+                       help="serial: one combination after another here (default); ray: one Ray task each")
+    sweep.add_argument("--address", help="with --launcher ray: 'auto' (the cluster this machine is part of) or "
+                       "HOST:PORT of its head (default: $RAY_ADDRESS, else a new local cluster)")
+    sweep.add_argument("--cpus-per-job", type=int, help="with --launcher ray: CPUs (and torch threads) per "
+                       "combination (default 1)")
+    sweep.add_argument("--gpus-per-job", type=float, help="with --launcher ray: GPUs per combination, a fraction "
+                       "shares one (default: 1 where the cluster has GPUs, else 0)")
     _add_combination_options(sweep)
 
     refine = commands.add_parser("refine", help="refine the source training set once and write it as a folder: dataset")
@@ -177,11 +187,26 @@ def _sweep(args: argparse.Namespace) -> None:
         parse_seeds(args.seeds),
         registry,
     )
-    result = sweep(specs, args.tracking_uri, args.experiment, progress=not args.no_progress, registry=registry)
+    result = sweep(specs, args.tracking_uri, args.experiment, progress=not args.no_progress, registry=registry,
+                   launcher=_launcher(args))
     print(f"sweep run {result.parent_run_id}: {len(result.ran)} ran, {len(result.skipped)} finished before, "
           f"{len(result.failed)} failed")
     if result.failed:
         raise S2RError(f"{len(result.failed)} combination(s) failed; see the lines above and rerun to retry them")
+
+
+def _launcher(args: argparse.Namespace) -> Launcher | None:
+    """The sweep's launcher; Ray is imported (and its cluster joined) only for ``--launcher ray``."""
+    ray_options = {"--address": args.address, "--cpus-per-job": args.cpus_per_job, "--gpus-per-job": args.gpus_per_job}
+    if args.launcher == "serial":
+        given = [name for name, value in ray_options.items() if value is not None]
+        if given:
+            raise ConfigError(f"{', '.join(given)} only apply to --launcher ray; add --launcher ray or drop them")
+        return None
+    from sim2real_bench.ray_launcher import connect
+
+    cpus = 1 if args.cpus_per_job is None else args.cpus_per_job
+    return connect(args.address, cpus, args.gpus_per_job, args.device)
 
 
 def _refine(args: argparse.Namespace) -> None:

@@ -35,3 +35,7 @@ class DeviceError(S2RError):
 
 class FitFailure(S2RError):
     """A refiner fit that diverged or collapsed; it never produces a result row."""
+
+
+class ClusterError(S2RError):
+    """A Ray cluster that cannot be used: Ray not installed, no cluster at the address, a job no node can hold."""

@@ -11,6 +11,7 @@ which target training labels flow.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import resource
@@ -108,11 +109,22 @@ def run(
     says otherwise; ``tags`` are added to the run's own (a sweep nests its runs
     with ``mlflow.parentRunId``).
     """
+    with tracked(plan, tracking.resolve_tracking_uri(tracking_uri), experiment, tags) as tracker:
+        metrics = execute(plan, tracker, progress, store)
+    return RunResult(tracker.run_id, plan.config(), metrics)
+
+
+def tracked(plan: Plan, uri: str, experiment: str | None = None,
+            tags: dict[str, str] | None = None) -> contextlib.AbstractContextManager[tracking.Tracker]:
+    """The MLflow run of ``plan``: its name and ``s2r.*`` tags (plus ``tags``), in ``experiment`` or the task's.
+
+    Apart from :func:`run`, a launcher whose workers cannot reach the store opens it
+    to write what a worker's :func:`execute` recorded.
+    """
     spec = plan.spec
-    config = plan.config()
     tags = {
         "s2r.refiner": spec.refiner,
-        "s2r.role": config["role"],
+        "s2r.role": plan.config()["role"],
         "s2r.task": spec.task,
         "s2r.budget": spec.budget,
         "s2r.seed": str(spec.seed),
@@ -120,22 +132,26 @@ def run(
         **(tags or {}),
     }
     run_name = f"{spec.refiner}-{spec.task}-s{spec.seed}-{spec.budget}"
-    uri = tracking.resolve_tracking_uri(tracking_uri)
-    with tracking.tracked_run(uri, experiment or spec.task, run_name, tags) as tracker:
-        tracker.log_params({
-            **flatten(config),
-            **{f"version.{k}": v for k, v in versions().items()},
-            "device.name": plan.compute.describe(),
-            "primary_metric": f"target/{plan.task_class.primary_metric}",
-        })
-        tracker.log_dict(config, "config.json")
-        context = RunContext(plan.compute, tracker, spec.seed, store or Store.default(), progress)
-        seed_everything(spec.seed)
-        metrics = (reference if plan.is_reference else refine_and_evaluate)(plan, context)
-        metrics.update(context.watch.metrics)
-        metrics["memory/peak_mb"] = _peak_memory_mb(plan.compute)
-        tracker.log_metrics(metrics)
-    return RunResult(tracker.run_id, config, metrics)
+    return tracking.tracked_run(uri, experiment or spec.task, run_name, tags)
+
+
+def execute(plan: Plan, tracker: tracking.Tracker, progress: bool = True, store: Store | None = None) -> dict[str, float]:
+    """Do one combination's work, logging params, per-stage metrics and artifacts to ``tracker``; return its metrics."""
+    config = plan.config()
+    tracker.log_params({
+        **flatten(config),
+        **{f"version.{k}": v for k, v in versions().items()},
+        "device.name": plan.compute.describe(),
+        "primary_metric": f"target/{plan.task_class.primary_metric}",
+    })
+    tracker.log_dict(config, "config.json")
+    context = RunContext(plan.compute, tracker, plan.spec.seed, store or Store.default(), progress)
+    seed_everything(plan.spec.seed)
+    metrics = (reference if plan.is_reference else refine_and_evaluate)(plan, context)
+    metrics.update(context.watch.metrics)
+    metrics["memory/peak_mb"] = _peak_memory_mb(plan.compute)
+    tracker.log_metrics(metrics)
+    return metrics
 
 
 def result_json(result: RunResult) -> str:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -67,7 +68,8 @@ def save(state: Any, path: Path) -> None:
     the call.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f"{path.name}.partial-{os.getpid()}")
+    # Host and pid: on a cache that cluster nodes share, two writers of one entry never share a partial file.
+    partial = path.with_name(f"{path.name}.partial-{socket.gethostname()}-{os.getpid()}")
     try:
         with open(partial, "wb") as file:
             torch.save(state, file)

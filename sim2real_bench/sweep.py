@@ -13,6 +13,11 @@ tracking store at a time is enforced (``tracking.store_lock``). The parent run
 carries the mean and standard error over seeds of every refiner's headline
 metrics (``tracking.log_sweep_aggregates``), so its row already tells the story.
 
+Planning, skipping and the parent run are this module's; running what is left
+is a :class:`Launcher`'s: :class:`Serial` (the default) runs the combinations
+one after another in this process, ``sim2real_bench.ray_launcher`` as tasks on
+a Ray cluster.
+
 Order: task, then seed, then refiner, so that a sweep stopped early still holds
 complete seeds. No figure depends on the order: the source-trained probe behind
 label shift and KID is made once per (task, seed) by whichever run needs it first.
@@ -22,21 +27,22 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from sim2real_bench import store, tracking
 from sim2real_bench.config import preset
 from sim2real_bench.errors import ConfigError, S2RError
 from sim2real_bench.plan import IDENTITY, ORACLE, Plan, RunSpec, resolve
 from sim2real_bench.registry import Registry, default_registry
-from sim2real_bench.runner import run
+from sim2real_bench.runner import RunResult, run
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
 DEFAULT_EXPERIMENT = "sweep"
+Echo = Callable[[str], None]
 
 
 @dataclass
@@ -90,6 +96,75 @@ def _label(plan: Plan) -> str:
     return f"{plan.spec.refiner} on {plan.spec.task}, seed {plan.spec.seed}"
 
 
+@dataclass(frozen=True)
+class Destination:
+    """Where a sweep's runs go: the store and the experiment, which exists before any combination starts."""
+
+    uri: str
+    experiment: str
+    experiment_id: str
+    progress: bool
+
+
+@dataclass(frozen=True)
+class Job:
+    """A combination the sweep still has to run."""
+
+    plan: Plan
+    prefix: str
+    """``[N/TOTAL] REFINER on TASK, seed S``: how the sweep's lines name it."""
+    tags: dict[str, str]
+    """The nested run's extra tags: its parent run and its sweep."""
+
+
+Outcome = RunResult | S2RError
+"""A finished combination's result, or the user-facing error that stopped it."""
+
+
+class Launcher(Protocol):
+    """Runs a sweep's pending combinations; the sweep plans, skips and keeps the parent run whichever it is."""
+
+    def plan(self, specs: Sequence[RunSpec], registry: Registry) -> list[Plan]:
+        """Resolve every spec (every user mistake surfaces here, before any work)."""
+        ...
+
+    def launch(self, jobs: Sequence[Job], destination: Destination, echo: Echo) -> Iterator[tuple[Job, Outcome]]:
+        """Run ``jobs`` and yield each with its outcome as it ends (any order)."""
+        ...
+
+
+def mark_stale_runs_killed(destination: Destination, key: str) -> None:
+    """Mark KILLED the runs of combination ``key`` left RUNNING by a killed process (before it runs again)."""
+    client = tracking.client(destination.uri)
+    stale = client.search_runs([destination.experiment_id],
+                               f"tags.`s2r.combination` = '{key}' and attributes.status = 'RUNNING'")
+    for found in stale:
+        client.set_terminated(found.info.run_id, "KILLED")
+
+
+def run_job(job: Job, destination: Destination) -> Outcome:
+    """Run one combination into the store as a nested run of its sweep."""
+    mark_stale_runs_killed(destination, job.plan.key)
+    try:
+        return run(job.plan, destination.uri, destination.progress, destination.experiment, job.tags)
+    except S2RError as error:
+        return error
+
+
+class Serial:
+    """The default launcher: one combination after another, in sweep order, in this process."""
+
+    def plan(self, specs: Sequence[RunSpec], registry: Registry) -> list[Plan]:
+        """Resolve every spec here."""
+        return [resolve(spec, registry) for spec in specs]
+
+    def launch(self, jobs: Sequence[Job], destination: Destination, echo: Echo) -> Iterator[tuple[Job, Outcome]]:
+        """Run each job in turn."""
+        for job in jobs:
+            echo(f"{job.prefix}: running")
+            yield job, run_job(job, destination)
+
+
 def _finished(client: MlflowClient, experiment_id: str) -> dict[str, str]:
     """``combination key -> run id`` of the experiment's FINISHED runs."""
     finished = {}
@@ -98,12 +173,6 @@ def _finished(client: MlflowClient, experiment_id: str) -> dict[str, str]:
         if key is not None:
             finished.setdefault(key, found.info.run_id)
     return finished
-
-
-def _mark_stale_runs_killed(client: MlflowClient, experiment_id: str, key: str) -> None:
-    stale = client.search_runs([experiment_id], f"tags.`s2r.combination` = '{key}' and attributes.status = 'RUNNING'")
-    for found in stale:
-        client.set_terminated(found.info.run_id, "KILLED")
 
 
 def _parent_run(client: MlflowClient, experiment_id: str, sweep_key: str, planned: Sequence[Plan], budget: str) -> str:
@@ -132,49 +201,51 @@ def sweep(
     experiment: str = DEFAULT_EXPERIMENT,
     progress: bool = True,
     registry: Registry | None = None,
-    echo: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
+    echo: Echo = lambda line: print(line, file=sys.stderr, flush=True),
+    launcher: Launcher | None = None,
 ) -> SweepResult:
     """Run every combination not yet finished; a failed one is reported and the sweep goes on.
 
-    Every spec is resolved up front, so a typo fails before hours of work, not after.
+    Every spec is resolved up front (by the launcher, where its jobs run), so a
+    typo fails before hours of work, not after.
     """
     if not specs:
         raise ConfigError("the sweep has no combinations; name at least one refiner, task and seed")
     registry = registry or default_registry()
-    planned = [resolve(spec, registry) for spec in specs]
+    launcher = launcher or Serial()
+    planned = launcher.plan(specs, registry)
     uri = tracking.resolve_tracking_uri(tracking_uri)
     tracking.check_tracking_uri(uri)
     with tracking.store_lock(uri):
-        return _sweep(planned, uri, experiment, progress, registry, echo)
+        return _sweep(planned, uri, experiment, progress, registry, echo, launcher)
 
 
 def _sweep(planned: Sequence[Plan], uri: str, experiment: str, progress: bool, registry: Registry,
-           echo: Callable[[str], None]) -> SweepResult:
-    client = tracking.client(uri)
-    experiment_id = tracking.experiment_id(client, experiment)
+           echo: Echo, launcher: Launcher) -> SweepResult:
+    client = tracking.client(uri)  # creates a new store here, before any job can race to create it
+    destination = Destination(uri, experiment, tracking.experiment_id(client, experiment), progress)
     sweep_key = store.key("sweep", sorted(plan.key for plan in planned))
-    parent_id = _parent_run(client, experiment_id, sweep_key, planned, planned[0].spec.budget)
-    finished = _finished(client, experiment_id)
+    parent_id = _parent_run(client, destination.experiment_id, sweep_key, planned, planned[0].spec.budget)
+    finished = _finished(client, destination.experiment_id)
     result = SweepResult(parent_id, {}, {}, {})
+    jobs = []
+    for number, plan in enumerate(planned, 1):
+        prefix = f"[{number}/{len(planned)}] {_label(plan)}"
+        if plan.key in finished:
+            result.skipped[plan.key] = finished[plan.key]
+            echo(f"{prefix}: finished before (run {finished[plan.key]}), skipped")
+        else:
+            jobs.append(Job(plan, prefix, {"mlflow.parentRunId": parent_id, "s2r.sweep": sweep_key}))
     status = "FAILED"
     try:
-        for number, plan in enumerate(planned, 1):
-            prefix = f"[{number}/{len(planned)}] {_label(plan)}"
-            if plan.key in finished:
-                result.skipped[plan.key] = finished[plan.key]
-                echo(f"{prefix}: finished before (run {finished[plan.key]}), skipped")
+        for job, outcome in launcher.launch(jobs, destination, echo):
+            if isinstance(outcome, S2RError):
+                result.failed[job.plan.key] = str(outcome)
+                echo(f"{job.prefix}: failed: {outcome}")
                 continue
-            _mark_stale_runs_killed(client, experiment_id, plan.key)
-            echo(f"{prefix}: running")
-            try:
-                done = run(plan, uri, progress, experiment, {"mlflow.parentRunId": parent_id, "s2r.sweep": sweep_key})
-            except S2RError as error:
-                result.failed[plan.key] = str(error)
-                echo(f"{prefix}: failed: {error}")
-                continue
-            result.ran[plan.key] = done.run_id
-            primary = f"target/{plan.task_class.primary_metric}"
-            echo(f"{prefix}: {primary} = {done.metrics[primary]:.4f} (run {done.run_id})")
+            result.ran[job.plan.key] = outcome.run_id
+            primary = f"target/{job.plan.task_class.primary_metric}"
+            echo(f"{job.prefix}: {primary} = {outcome.metrics[primary]:.4f} (run {outcome.run_id})")
         status = "FAILED" if result.failed else "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"

@@ -1,4 +1,4 @@
-"""Shared fixtures: a fresh plugin registry and a throwaway MLflow store per test."""
+"""Shared fixtures: a fresh plugin registry, a throwaway MLflow store per test, two noise domains for fits."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import torch
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 # Fitted refiners and source models go to a throwaway cache, never the user's.
 os.environ["S2R_BENCH_CACHE"] = tempfile.mkdtemp(prefix="s2r-test-cache-")
 
+from sim2real_bench.data import Samples  # noqa: E402
 from sim2real_bench.registry import Registry  # noqa: E402
 
 
@@ -25,3 +27,13 @@ def registry() -> Registry:
 def tracking_uri(tmp_path: Path) -> str:
     """An SQLite MLflow store in the test's temporary folder."""
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="module")
+def noise_domains() -> tuple[Samples, Samples]:
+    """32 source and 32 unlabeled target images of eye size (1, 35, 55), uniform noise of two different ranges:
+    enough for a smoke fit of a translation network to run, resume and be compared."""
+    generator = torch.Generator().manual_seed(0)
+    source = torch.rand(32, 1, 35, 55, generator=generator) * 1.6 - 0.8
+    target = (torch.rand(32, 1, 35, 55, generator=generator) * 2 - 1).clamp(-0.5, 1)
+    return Samples(source), Samples(target)

@@ -13,7 +13,6 @@ import pytest
 import torch
 from torch import nn
 
-from sim2real_bench.data import Samples
 from sim2real_bench.device import resolve_compute
 from sim2real_bench.errors import ConfigError
 from sim2real_bench.plugins import cut, cyclegan
@@ -31,14 +30,6 @@ METHODS = {"cyclegan": (cyclegan.CycleGAN, cyclegan.SMOKE), "cut": (cut.CUT, cut
 
 def context(folder: Path) -> FitContext:
     return FitContext(resolve_compute("cpu", "fp32"), Tracker.disabled(), 0, folder, progress=False)
-
-
-@pytest.fixture(scope="module")
-def domains() -> tuple[Samples, Samples]:
-    generator = torch.Generator().manual_seed(0)
-    source = torch.rand(32, *EYES, generator=generator) * 1.6 - 0.8
-    target = (torch.rand(32, *EYES, generator=generator) * 2 - 1).clamp(-0.5, 1)
-    return Samples(source), Samples(target)
 
 
 @pytest.mark.parametrize("shape", [EYES, (1, 64, 64)])
@@ -81,9 +72,9 @@ def test_pool_returns_new_images_until_full_then_swaps_in_old_ones() -> None:
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))
-def test_smoke_fit_refines_to_the_input_shape_and_range(method, domains, tmp_path: Path) -> None:
+def test_smoke_fit_refines_to_the_input_shape_and_range(method, noise_domains, tmp_path: Path) -> None:
     refiner_class, config = METHODS[method]
-    source, target = domains
+    source, target = noise_domains
     refiner = refiner_class(config, EYES)
     drawn = refiner.fit(source, target, context(tmp_path))
     assert drawn == 2 * config.batch_size * config.total_steps

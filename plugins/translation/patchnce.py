@@ -17,6 +17,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+def layer_problems(nce_layers: Sequence[str], blocks: int) -> list[str]:
+    """What is wrong with a config's ``nce_layers`` for a generator of ``blocks`` residual blocks (its taps:
+    ``input``, ``down1``, ``down2``, ``block1`` ... ``block<blocks>``); empty when nothing is."""
+    layers = ("input", "down1", "down2", *(f"block{k}" for k in range(1, blocks + 1)))
+    if not nce_layers or any(layer not in layers for layer in nce_layers):
+        return [f"nce_layers {tuple(nce_layers)!r} must name some of {', '.join(layers)}"]
+    return []
+
+
 class PatchProjector(nn.Module):
     """The MLP heads ``H_l`` (one per encoder layer) and the patch sampling that feeds them."""
 
