@@ -164,6 +164,7 @@ def resolve(spec: RunSpec, registry: Registry | None = None) -> Plan:
     """Resolve names, presets and overrides; every user mistake surfaces here, before any work."""
     registry = registry or default_registry()
     check_budget(spec.budget)
+    store.cache_root()  # a cache that cannot be written fails here, not when the first entry is saved
     if not 0 <= spec.seed <= MAX_SEED:
         raise ConfigError(f"--seed {spec.seed} is out of range; seeds are integers from 0 to 2**63 - 1")
     task_class = registry.get("tasks", spec.task)

@@ -34,6 +34,8 @@ from typing import Any, TypeVar
 
 import torch
 
+from sim2real_bench.errors import ConfigError
+
 CACHE_ENV = "S2R_BENCH_CACHE"
 T = TypeVar("T")
 
@@ -47,9 +49,15 @@ class InvalidEntry(Exception):
 
 
 def cache_root() -> Path:
-    """The cache folder (created on first use)."""
+    """The cache folder (created on first use); one that cannot be written is a :class:`ConfigError` naming the fix."""
     root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "s2r-bench")
-    root.mkdir(parents=True, exist_ok=True)
+    fix = f"set {CACHE_ENV} to a folder you can write"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"cache folder {root} cannot be created ({error.strerror or error}); {fix}") from None
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise ConfigError(f"cache folder {root} is not writable; {fix}")
     return root
 
 

@@ -34,7 +34,8 @@ SWEEP = ["sweep", "--refiners", "none", "--tasks", "gaze", "--seeds", "0", "--bu
 
 @dataclass(frozen=True)
 class Row:
-    """One bad input: the command line (``{tmp}``, ``{store}``, ``{busy}`` are filled in) and what the line says."""
+    """One bad input: the command line (``{tmp}``, ``{store}``, ``{busy}`` are filled in; ``env:NAME=VALUE`` parts
+    set an environment variable instead) and what the line says."""
 
     name: str
     argv: tuple[str, ...]
@@ -72,6 +73,11 @@ ROWS = [
     Row("host-unknown", ("ui", "--tracking-uri", "{store}", "--host", "no-such-host.invalid"),
         "not an address of this machine"),
     Row("host-not-ours", ("ui", "--tracking-uri", "{store}", "--host", "192.0.2.1"), "cannot listen on 192.0.2.1"),
+    # The cache folder
+    Row("cache-under-proc", ("env:S2R_BENCH_CACHE=/proc/s2r-bench", *RUN, "--tracking-uri", "{store}"),
+        "cache folder /proc/s2r-bench cannot be created"),
+    Row("cache-read-only", ("env:S2R_BENCH_CACHE={tmp}/read-only/cache", *RUN, "--tracking-uri", "{store}"),
+        "cannot be created", as_root=False),
     # Settings, refused when the plan is made
     Row("batch-size-zero", (*RUN, "--tracking-uri", "{store}", "--set", "task.batch_size=0"), "batch_size must"),
     Row("batch-size-negative", (*RUN, "--tracking-uri", "{store}", "--set", "task.batch_size=-1"), "batch_size must"),
@@ -143,10 +149,13 @@ def nothing_expensive(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize("row", ROWS, ids=[row.name for row in ROWS])
 def test_bad_input_is_one_line_and_exit_2(row: Row, places: dict[str, str], busy_port: int, nothing_expensive: None,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+                                          capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     if not row.as_root and os.geteuid() == 0:
         pytest.skip("root writes through permission bits")
     argv = [part.format(busy=busy_port, **places) for part in row.argv]
+    for setting in [part for part in argv if part.startswith("env:")]:
+        monkeypatch.setenv(*setting.removeprefix("env:").split("=", 1))
+        argv.remove(setting)
     with tracking.store_lock(places["store"]):  # held as a running sweep would; only a sweep asks for it
         status = main(argv)
     err = capsys.readouterr().err.strip()
