@@ -63,7 +63,6 @@ one fit step at the mean walk length of ``(T - 1) / 2`` steps):
 from __future__ import annotations
 
 import functools
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
@@ -74,8 +73,8 @@ from torch import Tensor, nn
 
 from sim2real_bench import hookimpl
 from sim2real_bench.config import BUDGETS, at_least, not_negative, positive
-from sim2real_bench.data import Samples, stable_seed
-from sim2real_bench.device import Compute
+from sim2real_bench.data import Samples
+from sim2real_bench.device import Compute, ImageNoise
 from sim2real_bench.hookspecs import Register
 from sim2real_bench.images import grid
 from sim2real_bench.plugins.adversarial import AdversarialFit, BatchSampler, Phase, Update
@@ -195,17 +194,6 @@ class UNSB(Refiner):
             estimates.append(estimate)
         return states, estimates
 
-    def _image_draws(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        """Refining's noise ``(T - 1, N, C, H, W)`` and latents ``(T, N, latent_dim)``, from a seed per image."""
-        steps, (n, *shape) = self.config.timesteps, images.shape
-        noise, latents = torch.empty(steps - 1, n, *shape), torch.empty(steps, n, self.generator.latent_dim)
-        for index, row in enumerate(images.detach().float().cpu().numpy()):
-            digest = hashlib.blake2b(row.tobytes(), digest_size=16).hexdigest()
-            generator = torch.Generator().manual_seed(stable_seed(self.noise_seed, "unsb-refine", digest))
-            noise[:, index] = torch.randn(steps - 1, *shape, generator=generator)
-            latents[:, index] = torch.randn(steps, self.generator.latent_dim, generator=generator)
-        return noise.to(images.device), latents.to(images.device)
-
     def chain(self, images: Tensor) -> list[Tensor]:
         """The estimates of the target image after each of the ``timesteps`` steps from ``images``; the last is refined.
 
@@ -213,10 +201,11 @@ class UNSB(Refiner):
         """
         with torch.inference_mode():
             last = self.config.timesteps - 1
-            noise, latents = self._image_draws(images)
+            noise = ImageNoise(images, self.noise_seed, "unsb-refine-noise", tuple(images.shape[1:]))
+            latents = ImageNoise(images, self.noise_seed, "unsb-refine-latent", (self.generator.latent_dim,))
             states = images.contiguous(memory_format=torch.channels_last)
-            states, estimates = self._walk(states, last, latents.__getitem__, noise.__getitem__)
-            estimates.append(self.generator(states, self._time(states, last), latents[last]))
+            states, estimates = self._walk(states, last, lambda _: latents(), lambda _: noise())
+            estimates.append(self.generator(states, self._time(states, last), latents()))
             return estimates
 
     def refine(self, images: Tensor) -> Tensor:

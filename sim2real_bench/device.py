@@ -1,4 +1,4 @@
-"""Where and in which precision the networks run.
+"""Where and in which precision the networks run, and the seeded randomness they draw.
 
 CUDA when there is one, the CPU otherwise. Mixed precision is bf16 autocast: on
 CUDA always, on CPUs with native bf16 (AVX-512 BF16 or AMX) because there it
@@ -8,11 +8,13 @@ roughly doubles convolution throughput; elsewhere fp32, since emulated bf16 is s
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
+from torch import Tensor
 
 from sim2real_bench.data import stable_seed
 from sim2real_bench.errors import ConfigError, DeviceError
@@ -87,3 +89,24 @@ def seeded(seed: int, scope: str, compute: Compute) -> Iterator[None]:
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(stable_seed(seed, scope))
         yield
+
+
+class ImageNoise:
+    """Standard normal draws for a batch, each image's from a generator seeded by a seed and the image's content.
+
+    A refined image then depends only on the image, the fit and the seed: not on the batch it
+    came in, the batch size or the device (draws are made on the CPU). Each call returns the next
+    ``(N, *shape)`` block.
+    """
+
+    def __init__(self, images: Tensor, seed: int, scope: str, shape: tuple[int, ...]) -> None:
+        self.shape = shape
+        self.device = images.device
+        self.generators = []
+        for row in images.detach().float().cpu().numpy():
+            digest = hashlib.blake2b(row.tobytes(), digest_size=16).hexdigest()
+            self.generators.append(torch.Generator().manual_seed(stable_seed(seed, scope, digest)))
+
+    def __call__(self) -> Tensor:
+        """The next draw for every image, on the images' device."""
+        return torch.stack([torch.randn(self.shape, generator=g) for g in self.generators]).to(self.device)

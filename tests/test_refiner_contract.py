@@ -1,7 +1,8 @@
 """The contract of every refiner whose fit is cached (``fit_cached``): its fit resumes, and it fails loudly.
 
 A fit interrupted after a checkpoint and relaunched ends exactly where a
-straight fit ends; a damaged checkpoint, or one whose contents do not fit the
+straight fit ends; its state refines the same in a fresh refiner, whatever the
+batches (and a stochastic refiner's noise follows its fit's seed); a damaged checkpoint, or one whose contents do not fit the
 networks, restarts the fit with a warning; weights that turn NaN stop the fit
 as diverged, outputs that turn flat stop it as collapsed, both with
 :class:`FitFailure`. Parametrized over the registry, so a new trained refiner
@@ -20,23 +21,18 @@ from torch import Tensor, nn
 
 from sim2real_bench import store
 from sim2real_bench.data import Samples
-from sim2real_bench.device import resolve_compute
 from sim2real_bench.errors import FitFailure
-from sim2real_bench.refiner import FitContext, Refiner
+from sim2real_bench.refiner import Refiner
 from sim2real_bench.registry import Registry
 from sim2real_bench.store import CacheEntryWarning
-from sim2real_bench.tracking import Tracker
 
-EYES = (1, 35, 55)
+from fitting import EYES, context
+
 TRAINED = sorted(name for name, entry in Registry().entries("refiners").items() if entry.factory.fit_cached)
 
 
 def test_the_contract_covers_every_built_in_trained_refiner() -> None:
-    assert {"simgan", "cyclegan", "cut"} <= set(TRAINED)
-
-
-def context(folder: Path) -> FitContext:
-    return FitContext(resolve_compute("cpu", "fp32"), Tracker.disabled(), 0, folder, progress=False)
+    assert {"simgan", "cyclegan", "cut", "sdedit", "unsb"} <= set(TRAINED)
 
 
 def build(name: str, init_seed: int = 0, **changes: Any) -> Refiner:
@@ -67,15 +63,49 @@ def refined(refiner: Refiner, images: Tensor) -> Tensor:
 
 
 @pytest.fixture(scope="module")
-def straight(domains, tmp_path_factory) -> dict[str, Tensor]:
-    """Per refiner, what a straight fit refines the probe images to."""
-    source, target, probe = domains
-    outputs = {}
+def fitted(domains, tmp_path_factory) -> dict[str, Refiner]:
+    """Per refiner, a straight fit."""
+    source, target, _ = domains
+    refiners = {}
     for name in TRAINED:
-        refiner = build(name)
-        refiner.fit(source, target, context(tmp_path_factory.mktemp(name)))
-        outputs[name] = refined(refiner, probe)
-    return outputs
+        refiners[name] = build(name)
+        refiners[name].fit(source, target, context(tmp_path_factory.mktemp(name)))
+    return refiners
+
+
+@pytest.fixture(scope="module")
+def straight(domains, fitted) -> dict[str, Tensor]:
+    """Per refiner, what a straight fit refines the probe images to."""
+    return {name: refined(refiner, domains[2]) for name, refiner in fitted.items()}
+
+
+@pytest.mark.parametrize("name", TRAINED)
+def test_the_fitted_state_refines_the_same_in_a_fresh_refiner(name, domains, fitted, straight) -> None:
+    restored = build(name, init_seed=1)
+    restored.load_state_dict(fitted[name].state_dict())
+    restored.to(torch.device("cpu"))  # as the pipeline does (channels-last weights where the refiner keeps them)
+    assert torch.equal(refined(restored, domains[2]), straight[name])
+
+
+@pytest.mark.parametrize("name", TRAINED)
+def test_a_refined_image_does_not_depend_on_its_batch(name, domains, fitted, straight) -> None:
+    """The refined-set cache and the export refine in batches of their own size: the split must not matter
+    (stochastic refiners draw each image's noise from its content, ``device.ImageNoise``)."""
+    probe = domains[2]
+    split = torch.cat([refined(fitted[name], probe[:3]), refined(fitted[name], probe[3:])])
+    assert torch.allclose(split, straight[name], atol=1e-5)
+
+
+def test_a_stochastic_refiners_noise_follows_its_fit_seed(domains, fitted, straight) -> None:
+    stochastic = {name: refiner for name, refiner in fitted.items() if hasattr(refiner, "noise_seed")}
+    assert {"sdedit", "unsb"} <= set(stochastic)
+    for name, refiner in stochastic.items():
+        seed = refiner.noise_seed
+        try:
+            refiner.noise_seed = seed + 1
+            assert (refined(refiner, domains[2]) - straight[name]).abs().max() > 1e-6, name
+        finally:
+            refiner.noise_seed = seed
 
 
 def interrupt_at_the_second_checkpoint(name: str, domains, folder: Path, monkeypatch) -> None:
@@ -185,5 +215,7 @@ def test_outputs_that_turn_flat_stop_the_fit_as_collapsed(name, domains, tmp_pat
 
     for network in networks(refiner):
         network.register_forward_hook(flatten_images)
-    with pytest.raises(FitFailure, match=r"fit collapsed at step \d+: refined images have had a standard deviation"):
+    # What goes flat is what the fit watches: refined images, or sdedit's noise predictions.
+    with pytest.raises(FitFailure, match=r"fit collapsed at step \d+: (refined images|noise predictions) have had a "
+                                         r"standard deviation"):
         refiner.fit(source, target, context(tmp_path))

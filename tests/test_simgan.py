@@ -14,16 +14,14 @@ import torch
 from torch import nn
 
 from sim2real_bench.data import Samples
-from sim2real_bench.device import resolve_compute
 from sim2real_bench.errors import ConfigError
 from sim2real_bench.plugins.adversarial import ImageHistory
 from sim2real_bench.plugins.eyes import SynthEyes, WebcamEyes
 from sim2real_bench.plugins.simgan.networks import PatchDiscriminator, RefinerNet
 from sim2real_bench.plugins.simgan.refiner import PAPER, PAPER_HANDS, SMOKE, SimGAN
-from sim2real_bench.refiner import FitContext
-from sim2real_bench.tracking import Tracker
 
-EYES = (1, 35, 55)
+from fitting import EYES, context
+
 
 
 def conv_layers(module: nn.Module) -> list[tuple[int, int, int, int]]:
@@ -78,10 +76,6 @@ def test_history_stores_images_and_returns_old_ones() -> None:
     stored = set(history.images.flatten(1)[:, 0].tolist())
     assert 3.0 in stored and (1.0 in stored or 2.0 in stored)
     assert len(history) == 8
-
-
-def context(folder: Path) -> FitContext:
-    return FitContext(resolve_compute("cpu", "fp32"), Tracker.disabled(), 0, folder, progress=False)
 
 
 @pytest.fixture(scope="module")

@@ -13,23 +13,17 @@ import pytest
 import torch
 from torch import nn
 
-from sim2real_bench.device import resolve_compute
 from sim2real_bench.errors import ConfigError
 from sim2real_bench.plugins import cut, cyclegan
 from sim2real_bench.plugins.adversarial import ImageHistory
 from sim2real_bench.plugins.translation.networks import PatchDiscriminator, ResnetGenerator
 from sim2real_bench.plugins.translation.patchnce import patch_nce_loss
 from sim2real_bench.plugins.translation.training import linear_decay
-from sim2real_bench.refiner import FitContext
-from sim2real_bench.tracking import Tracker
 
-EYES = (1, 35, 55)
+from fitting import EYES, context
+
 METHODS = {"cyclegan": (cyclegan.CycleGAN, cyclegan.SMOKE), "cut": (cut.CUT, cut.SMOKE),
            "fastcut": (cut.CUT, replace(cut.SMOKE, variant="fastcut"))}
-
-
-def context(folder: Path) -> FitContext:
-    return FitContext(resolve_compute("cpu", "fp32"), Tracker.disabled(), 0, folder, progress=False)
 
 
 @pytest.mark.parametrize("shape", [EYES, (1, 64, 64)])

@@ -8,7 +8,6 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from diffusers import UNet2DModel
 from torch import Tensor, nn
 
 
@@ -19,7 +18,7 @@ def padded_size(height: int, width: int, levels: int) -> tuple[int, int]:
 
 
 def pad(images: Tensor, size: tuple[int, int]) -> Tensor:
-    """``(N, C, H, W)`` images padded at the bottom and right to ``size``, mirroring the border (crop with :func:`crop`)."""
+    """``(N, C, H, W)`` images padded at the bottom and right to ``size`` by mirroring (undone by :func:`crop`)."""
     height, width = images.shape[-2:]
     if (height, width) == size:
         return images
@@ -43,6 +42,8 @@ class Denoiser(nn.Module):
 
     def __init__(self, channels: int, size: tuple[int, int], widths: Sequence[int], layers_per_block: int,
                  attention_levels: Sequence[int], mid_attention: bool, norm_groups: int, dropout: float) -> None:
+        from diffusers import UNet2DModel  # seconds to import: loaded when a denoiser is built, not with the plugin
+
         super().__init__()
         levels = len(widths)
         self.unet = UNet2DModel(

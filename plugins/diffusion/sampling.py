@@ -15,15 +15,17 @@ near level 0 survive.
 
 from __future__ import annotations
 
-import hashlib
+import itertools
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
-from diffusers import DDPMScheduler
 from torch import Tensor
 
-from sim2real_bench.data import stable_seed
+
+if TYPE_CHECKING:  # diffusers takes seconds to import: only a refiner that is built loads it
+    from diffusers import DDPMScheduler
 
 BETA_SCHEDULES = ("linear", "squaredcos_cap_v2")
 """DDPM's linear betas (Ho et al. 2020) and the cosine schedule (Nichol & Dhariwal 2021), by diffusers' names."""
@@ -35,6 +37,8 @@ timestep (a level minus 1), as float32 of the samples' shape."""
 
 def make_schedule(timesteps: int, beta_start: float, beta_end: float, beta_schedule: str) -> DDPMScheduler:
     """The training noise schedule, built in code (nothing is downloaded): ``timesteps`` betas of ``beta_schedule``."""
+    from diffusers import DDPMScheduler
+
     return DDPMScheduler(num_train_timesteps=timesteps, beta_start=beta_start, beta_end=beta_end,
                          beta_schedule=beta_schedule, clip_sample=False)
 
@@ -136,27 +140,6 @@ def ilvr_guide(sample: Tensor, reference: Tensor, factor: int) -> Tensor:
     return sample + low_pass(reference - sample, factor)
 
 
-class ImageNoise:
-    """Standard normal draws for a batch, each image's from a generator seeded by a seed and the image's content.
-
-    A refined image then depends only on the image, the fit and the seed: not on the batch it
-    came in, the batch size or the device (draws are made on the CPU). Each call returns the next
-    ``(N, *shape)`` block.
-    """
-
-    def __init__(self, images: Tensor, seed: int, scope: str, shape: tuple[int, ...]) -> None:
-        self.shape = shape
-        self.device = images.device
-        self.generators = []
-        for row in images.detach().float().cpu().numpy():
-            digest = hashlib.blake2b(row.tobytes(), digest_size=16).hexdigest()
-            self.generators.append(torch.Generator().manual_seed(stable_seed(seed, scope, digest)))
-
-    def __call__(self) -> Tensor:
-        """The next draw for every image, on the images' device."""
-        return torch.stack([torch.randn(self.shape, generator=g) for g in self.generators]).to(self.device)
-
-
 def sdedit(predict: Predict, images: Tensor, reference: Tensor, abar: list[float], start: int, steps: int,
            eta: float, ilvr_factor: int, draw: Callable[[], Tensor], clip: bool = True) -> Tensor:
     """SDEdit (Meng et al. 2022): noise ``images`` to level ``start``, then ``steps`` DDIM steps back to level 0.
@@ -170,7 +153,7 @@ def sdedit(predict: Predict, images: Tensor, reference: Tensor, abar: list[float
         images: ``(N, C, H, W)`` in [-1, 1], the images to edit.
         reference: the guiding images for ILVR, same shape (usually ``images``).
         abar: :func:`cumulative_alphas`.
-        draw: fresh standard normal noise of the images' shape per call (:class:`ImageNoise`).
+        draw: fresh standard normal noise of the images' shape per call (:class:`~sim2real_bench.device.ImageNoise`).
 
     Returns:
         ``(N, C, H, W)`` float32, the edited images (not clipped after guidance).
@@ -179,7 +162,7 @@ def sdedit(predict: Predict, images: Tensor, reference: Tensor, abar: list[float
         return images
     levels = denoising_levels(start, steps)
     sample = noise_to(images.float(), draw(), abar[start])
-    for now, following in zip(levels, levels[1:]):
+    for now, following in itertools.pairwise(levels):
         predicted = predict(sample, now - 1)
         sample, _ = ddim_step(sample, predicted, abar[now], abar[following], eta, draw() if eta > 0 else None, clip)
         if ilvr_factor:
