@@ -17,9 +17,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
-
 import torch
+
+from realdata import mpii_eye, write_mpiigaze_day
 
 from sim2real_bench import checkpoint, tracking, ui
 from sim2real_bench.plugins.simgan.refiner import SimGAN
@@ -94,15 +96,21 @@ ROWS = [
     # Datasets
     Row("folder-that-is-a-symlink-loop", (*RUN, "--tracking-uri", "{store}", "--source", "folder:{tmp}/loop-a"),
         "cannot be resolved"),
+    Row("mpiigaze-gaze-that-is-text", (*RUN, "--tracking-uri", "{store}", "--target", "mpiigaze:{tmp}/mpiigaze-text"),
+        "data.left.gaze is not numbers"),
     # Export destinations
     Row("export-over-a-folder-that-is-not-an-export", (*REFINE, "--out", "{tmp}/photos", "--refiner", "none", "--overwrite"),
         "is not an export of s2r-bench"),
+    Row("export-to-the-current-folder", (*REFINE, "--out", ".", "--refiner", "none"),
+        "is the current folder or one above it"),
+    Row("export-to-a-symlink", (*REFINE, "--out", "{tmp}/link", "--refiner", "none"), "is a symbolic link"),
 ]
 
 
 @pytest.fixture
 def places(tmp_path: Path) -> dict[str, str]:
-    """The files the rows name: a stranger's SQLite file, a non-database, a read-only folder, a busy port."""
+    """The files the rows name: a stranger's SQLite file, a non-database, a read-only folder, damaged
+    checkpoints, a symlink loop and a symlink, a folder that is not an export, an MPIIGaze day with text gaze."""
     with sqlite3.connect(tmp_path / "contacts.db") as db:
         db.execute("CREATE TABLE contacts (name TEXT, phone TEXT)")
     (tmp_path / "garbage.db").write_text("not a database")
@@ -111,6 +119,11 @@ def places(tmp_path: Path) -> dict[str, str]:
     (tmp_path / "loop-b").symlink_to(tmp_path / "loop-a")
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "holiday.png").write_bytes(b"")
+    (tmp_path / "link").symlink_to(tmp_path / "elsewhere")
+    gazes = np.array([[0.0, 0.0, -1.0]] * 2)  # into the camera
+    write_mpiigaze_day(tmp_path / "mpiigaze-text/Data/Normalized/p01/day01.mat", gazes, gazes, fields={
+        "data": {"left": {"image": np.stack([mpii_eye()] * 2), "gaze": np.array(["up", "down"])},
+                 "right": {"image": np.stack([mpii_eye()] * 2), "gaze": gazes}}})
     refiner = SimGAN(SimGAN.presets["smoke"], (1, 35, 55))
     checkpoint.save("simgan", refiner, "equalize=True", tmp_path / "good.pt")
     good = torch.load(tmp_path / "good.pt", weights_only=True)
