@@ -45,10 +45,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from sim2real_bench import hookimpl
 from sim2real_bench.config import BUDGETS, at_least, one_of, positive
 from sim2real_bench.device import Compute
-from sim2real_bench.hookspecs import Register
 from sim2real_bench.plugins.adversarial import Update
 from sim2real_bench.plugins.translation.networks import init_weights
 from sim2real_bench.plugins.translation.patchnce import PatchProjector, layer_problems, patch_nce_loss
@@ -160,9 +158,3 @@ class CUT(TranslationGAN):
         optimizers["generator"].step()
         logs.update({"loss_gan": gan.item(), "loss_generator": loss.item()})
         return Update(logs, fake.detach())
-
-
-@hookimpl
-def register_refiners(register: Register) -> None:
-    """Add ``cut``."""
-    register("cut", CUT)

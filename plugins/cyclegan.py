@@ -45,10 +45,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sim2real_bench import hookimpl
 from sim2real_bench.config import BUDGETS, at_least, not_negative
 from sim2real_bench.device import Compute
-from sim2real_bench.hookspecs import Register
 from sim2real_bench.plugins.adversarial import ImageHistory, Update
 from sim2real_bench.plugins.translation.networks import PatchDiscriminator, ResnetGenerator, init_weights
 from sim2real_bench.plugins.translation.training import (
@@ -140,9 +138,3 @@ class CycleGAN(TranslationGAN):
                                              optimizers["discriminator_source"], compute).items():
             logs[f"{key}_source"] = value
         return Update(logs, fake_target.detach())
-
-
-@hookimpl
-def register_refiners(register: Register) -> None:
-    """Add ``cyclegan``."""
-    register("cyclegan", CycleGAN)

@@ -33,11 +33,9 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from sim2real_bench import hookimpl
 from sim2real_bench.config import BUDGETS, Checked, at_least
 from sim2real_bench.data import Samples
 from sim2real_bench.errors import ConfigError
-from sim2real_bench.hookspecs import Register
 from sim2real_bench.refiner import FitContext, Refiner
 
 
@@ -117,9 +115,3 @@ class FDA(Refiner):
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
         self.amplitudes = state["amplitudes"]
-
-
-@hookimpl
-def register_refiners(register: Register) -> None:
-    """Add ``fda``."""
-    register("fda", FDA)

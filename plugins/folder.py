@@ -90,11 +90,10 @@ from typing import Any, ClassVar
 import numpy as np
 from PIL import Image
 
-from sim2real_bench import hookimpl, store
+from sim2real_bench import store
 from sim2real_bench.data import SPLITS, Progress, Samples
 from sim2real_bench.errors import ConfigError, DataError
 from sim2real_bench.files import Decoder, FileDataset, Record, hashed_split
-from sim2real_bench.hookspecs import Register
 
 LABELS = "labels.csv"
 MANIFEST = "refiner.json"
@@ -445,9 +444,3 @@ class Folder(FileDataset):
             print(f"s2r-bench: {self.spec}: {framing}, once, as they load", file=sys.stderr, flush=True)
             self._announced = True
         return super().load(split, size, seed, progress)
-
-
-@hookimpl
-def register_datasets(register: Register) -> None:
-    """Add ``folder``."""
-    register("folder", Folder)

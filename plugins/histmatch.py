@@ -16,10 +16,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from sim2real_bench import hookimpl
 from sim2real_bench.config import BUDGETS, Checked, at_least, one_of
 from sim2real_bench.data import Samples
-from sim2real_bench.hookspecs import Register
 from sim2real_bench.refiner import FitContext, Refiner
 
 MODES = ("histogram", "reinhard")
@@ -83,9 +81,3 @@ class HistMatch(Refiner):
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
         self.quantiles, self.mean, self.std = state["quantiles"], state["mean"], state["std"]
-
-
-@hookimpl
-def register_refiners(register: Register) -> None:
-    """Add ``histmatch``."""
-    register("histmatch", HistMatch)

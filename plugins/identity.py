@@ -9,9 +9,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from sim2real_bench import hookimpl
 from sim2real_bench.config import BUDGETS
-from sim2real_bench.hookspecs import Register
 from sim2real_bench.refiner import Refiner
 
 
@@ -28,9 +26,3 @@ class Identity(Refiner):
 
     def refine(self, images: Tensor) -> Tensor:
         return images
-
-
-@hookimpl
-def register_refiners(register: Register) -> None:
-    """Add ``none``."""
-    register("none", Identity)

@@ -46,10 +46,8 @@ import numpy as np
 import scipy.io
 from PIL import Image
 
-from sim2real_bench import hookimpl
 from sim2real_bench.errors import DataError
 from sim2real_bench.files import Decoder, FileDataset, Record, map_in_workers
-from sim2real_bench.hookspecs import Register
 from sim2real_bench.plugins.eyes.domain import EyeDomain
 
 SIDES = ("left", "right")
@@ -218,9 +216,3 @@ class MPIIGaze(FileDataset):
 
     def decoder(self) -> Decoder:
         return partial(decode, str(self.root), EyeDomain.height, EyeDomain.width)
-
-
-@hookimpl
-def register_datasets(register: Register) -> None:
-    """Add ``mpiigaze``."""
-    register("mpiigaze", MPIIGaze)

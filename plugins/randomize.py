@@ -26,9 +26,7 @@ import kornia.augmentation as K
 import torch
 from torch import Tensor, nn
 
-from sim2real_bench import hookimpl
 from sim2real_bench.config import BUDGETS, Checked
-from sim2real_bench.hookspecs import Register
 from sim2real_bench.refiner import Refiner
 
 class OnRGB(nn.Module):
@@ -110,9 +108,3 @@ class Randomize(Refiner):
 
     def to(self, device: torch.device) -> None:
         self.augment.to(device)
-
-
-@hookimpl
-def register_refiners(register: Register) -> None:
-    """Add ``randomize``."""
-    register("randomize", Randomize)

@@ -43,10 +43,8 @@ from typing import Any, ClassVar
 import numpy as np
 from PIL import Image
 
-from sim2real_bench import hookimpl
 from sim2real_bench.errors import DataError
 from sim2real_bench.files import Decoder, FileDataset, Record, SkippedFilesWarning, hashed_split
-from sim2real_bench.hookspecs import Register
 from sim2real_bench.plugins.eyes.domain import EyeDomain
 
 CROP_SCALE = 1.5
@@ -189,9 +187,3 @@ class UnityEyes(FileDataset):
 
     def decoder(self) -> Decoder:
         return partial(decode, str(self.root), EyeDomain.height, EyeDomain.width)
-
-
-@hookimpl
-def register_datasets(register: Register) -> None:
-    """Add ``unityeyes``."""
-    register("unityeyes", UnityEyes)

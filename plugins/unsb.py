@@ -71,11 +71,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sim2real_bench import hookimpl
 from sim2real_bench.config import BUDGETS, at_least, not_negative, positive
 from sim2real_bench.data import Samples
 from sim2real_bench.device import Compute, ImageNoise
-from sim2real_bench.hookspecs import Register
 from sim2real_bench.images import grid
 from sim2real_bench.plugins.adversarial import AdversarialFit, BatchSampler, Phase, Update
 from sim2real_bench.plugins.translation.bridge import (
@@ -305,9 +303,3 @@ class UNSB(Refiner):
         with context.compute.autocast():
             estimates = self.chain(shown)
         context.tracker.log_image(grid([shown, *estimates]), f"{self.name}/chain.png")
-
-
-@hookimpl
-def register_refiners(register: Register) -> None:
-    """Add ``unsb``."""
-    register("unsb", UNSB)

@@ -15,12 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sim2real_bench import __version__
-from sim2real_bench.config import BUDGETS, DEFAULT_BUDGET
-from sim2real_bench.device import DEVICES, PRECISIONS
+from sim2real_bench.config import BUDGETS, DEFAULT_BUDGET, DEFAULT_EXPERIMENT, DEVICES, ORACLE, PRECISIONS
 from sim2real_bench.errors import ConfigError, DataError, S2RError
 from sim2real_bench.registry import KINDS, default_registry
-from sim2real_bench.plan import ORACLE
-from sim2real_bench.sweep import DEFAULT_EXPERIMENT
 
 if TYPE_CHECKING:
     from sim2real_bench.plan import RunSpec
@@ -226,8 +223,7 @@ def _list(args: argparse.Namespace) -> None:
     for kind in [args.kind] if args.kind else KINDS:
         print(f"{kind}:")
         for name, entry in sorted(registry.entries(kind).items()):
-            doc = (entry.factory.__doc__ or "").strip().splitlines()
-            print(f"  {name:16s} {doc[0] if doc else ''}  [{entry.plugin}]")
+            print(f"  {name:16s} {entry.summary}  [{entry.plugin}]")
         if kind == "refiners":
             print(f"  {ORACLE:16s} reference row: the task trained on labeled target images (not a refiner)")
 

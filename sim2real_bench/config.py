@@ -18,6 +18,14 @@ from sim2real_bench.errors import ConfigError, UnknownNameError
 
 BUDGETS = ("smoke", "quick", "paper")
 DEFAULT_BUDGET = "quick"
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16")
+ORACLE = "oracle"
+"""The reference row trained on labeled target images (never a refiner)."""
+IDENTITY = "none"
+"""The refiner that changes nothing: its task model is the source-trained probe."""
+DEFAULT_EXPERIMENT = "sweep"
+"""The MLflow experiment a sweep records into unless told otherwise."""
 
 C = TypeVar("C")
 

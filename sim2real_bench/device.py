@@ -16,11 +16,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from sim2real_bench.config import DEVICES, PRECISIONS
 from sim2real_bench.data import stable_seed
 from sim2real_bench.errors import ConfigError, DeviceError
 
-DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,8 @@ from sim2real_bench.data import Samples
 from sim2real_bench.device import seed_everything
 from sim2real_bench.errors import ConfigError, DataError, TrackingError
 from sim2real_bench.images import grid, to_uint8
-from sim2real_bench.plan import ORACLE, Plan, RunSpec, resolve
+from sim2real_bench.config import ORACLE
+from sim2real_bench.plan import Plan, RunSpec, resolve
 from sim2real_bench.refiner import Refiner
 from sim2real_bench.registry import Registry, default_registry
 from sim2real_bench.runner import versions

@@ -16,7 +16,7 @@ from typing import Any
 
 import sim2real_bench
 from sim2real_bench import store
-from sim2real_bench.config import DATA_PRESETS, DataConfig, apply_overrides, check_budget, parse_overrides, preset
+from sim2real_bench.config import DATA_PRESETS, ORACLE, DataConfig, apply_overrides, check_budget, parse_overrides, preset
 from sim2real_bench.data import Dataset, parse_spec
 from sim2real_bench.device import Compute, resolve_compute
 from sim2real_bench.errors import ConfigError, DataError
@@ -24,10 +24,6 @@ from sim2real_bench.refiner import Refiner
 from sim2real_bench.registry import Registry, default_registry
 from sim2real_bench.task import Task
 
-ORACLE = "oracle"
-"""The reference row trained on labeled target images (never a refiner)."""
-IDENTITY = "none"
-"""The refiner that changes nothing: its task model is the source-trained probe."""
 MAX_SEED = 2**63 - 1
 MEMORY_COPIES = 3
 """Copies of the image tensors a run holds at its peak (as loaded, in the input space, refined)."""

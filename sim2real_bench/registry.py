@@ -4,20 +4,29 @@ Built-in plugins and third-party ones load through the same entry-point group
 (``sim2real_bench``); the built-ins are simply the entry points declared by this
 project's own distribution. Setting ``S2R_BENCH_DISABLE_PLUGIN_AUTOLOAD`` keeps
 only those, as ``PYTEST_DISABLE_PLUGIN_AUTOLOAD`` does for pytest.
+
+A plugin registers either a class or a reference to one, ``"module:Class"``. A
+reference is imported only when the class is first needed, and its one-line
+summary is read from the module's source, so ``s2r-bench list`` never imports
+torch (the built-ins all register references).
 """
 
 from __future__ import annotations
 
+import ast
+import importlib
 import importlib.metadata
+import importlib.util
 import os
+import sys
 from dataclasses import dataclass
-from functools import partial
+from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any, Literal
 
 import pluggy
 
 from sim2real_bench import PROJECT_NAME, hookspecs
-from sim2real_bench.errors import DuplicateNameError, UnknownNameError
+from sim2real_bench.errors import ConfigError, DuplicateNameError, UnknownNameError
 
 if TYPE_CHECKING:
     from sim2real_bench.data import Dataset
@@ -40,11 +49,51 @@ class PluginInfo:
 
 @dataclass(frozen=True)
 class Entry:
-    """One registered thing: its name, its class and the plugin that added it."""
+    """One registered thing: its name, its class (or a ``"module:Class"`` reference to it) and the plugin that added it."""
 
     name: str
-    factory: Any
+    target: Any
     plugin: str
+
+    @cached_property
+    def factory(self) -> Any:
+        """The registered class, imported on first use when it was registered by reference."""
+        if not isinstance(self.target, str):
+            return self.target
+        module, _, attribute = self.target.partition(":")
+        try:
+            return getattr(importlib.import_module(module), attribute)
+        except (ImportError, AttributeError) as error:
+            raise ConfigError(f"plugin {self.plugin!r} registered {self.name!r} as {self.target!r}, which cannot be "
+                              f"imported ({error}); reinstall or fix that plugin") from error
+
+    @property
+    def summary(self) -> str:
+        """The first line of the class's docstring, read from source for a reference not yet imported."""
+        doc = None
+        if isinstance(self.target, str) and self.target.partition(":")[0] not in sys.modules:
+            doc = _docstring_in_source(self.target)
+        if doc is None:
+            doc = self.factory.__doc__ or ""
+        lines = (doc or "").strip().splitlines()
+        return lines[0] if lines else ""
+
+
+def _docstring_in_source(reference: str) -> str | None:
+    """The docstring of the class a ``"module:Class"`` reference names, parsed from the module's source
+    without running it (as ``pydoc`` reads a synopsis); None when the class is not found there."""
+    module, _, attribute = reference.partition(":")
+    try:
+        spec = importlib.util.find_spec(module)
+        source = spec.loader.get_source(module) if spec is not None and spec.loader is not None else None
+    except (ImportError, AttributeError, ValueError):
+        return None
+    if source is None:
+        return None
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.ClassDef | ast.FunctionDef) and node.name == attribute:
+            return ast.get_docstring(node) or ""
+    return None
 
 
 def autoload_disabled() -> bool:
@@ -139,6 +188,9 @@ class Registry:
         found: dict[str, Entry] = {}
 
         def register(plugin: str, name: str, factory: Any) -> None:
+            if isinstance(factory, str) and factory.count(":") != 1:
+                raise ConfigError(f"plugin {plugin!r} registered {name!r} as {factory!r}; a reference is "
+                                  "'module:Class'")
             if name in found:
                 raise DuplicateNameError(
                     f"{kind[:-1]} {name!r} is registered twice: by plugin "

@@ -15,7 +15,7 @@ import pandas as pd
 
 from sim2real_bench import tracking
 from sim2real_bench.errors import ConfigError
-from sim2real_bench.plan import IDENTITY, ORACLE
+from sim2real_bench.config import IDENTITY, ORACLE
 
 
 def finished_runs(tracking_uri: str, experiment: str | None, budget: str) -> pd.DataFrame:

@@ -25,7 +25,8 @@ import sim2real_bench
 from sim2real_bench import stages, tracking
 from sim2real_bench.config import flatten
 from sim2real_bench.device import Compute, seed_everything
-from sim2real_bench.plan import IDENTITY, Plan
+from sim2real_bench.config import IDENTITY
+from sim2real_bench.plan import Plan
 from sim2real_bench.stages import RunContext, TrainingSet
 from sim2real_bench.store import Store
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from sim2real_bench import tracking
-from sim2real_bench.plan import IDENTITY, ORACLE, Plan
+from sim2real_bench.config import IDENTITY, ORACLE
+from sim2real_bench.plan import Plan
 from sim2real_bench.runner import RunResult
 
 if TYPE_CHECKING:

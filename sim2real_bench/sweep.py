@@ -32,16 +32,15 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
 from sim2real_bench import store, tracking
-from sim2real_bench.config import preset
+from sim2real_bench.config import DEFAULT_EXPERIMENT, IDENTITY, ORACLE, preset
 from sim2real_bench.errors import ConfigError, S2RError
-from sim2real_bench.plan import IDENTITY, ORACLE, Plan, RunSpec, resolve
+from sim2real_bench.plan import Plan, RunSpec, resolve
 from sim2real_bench.registry import Registry, default_registry
 from sim2real_bench.runner import RunResult, run
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
-DEFAULT_EXPERIMENT = "sweep"
 Echo = Callable[[str], None]
 
 

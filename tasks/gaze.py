@@ -16,8 +16,6 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from sim2real_bench import hookimpl
-from sim2real_bench.hookspecs import Register
 from sim2real_bench.regression import RegressionConfig, RegressionTask
 from sim2real_bench.tasks import models  # noqa: F401  (registers the timm models)
 
@@ -57,9 +55,3 @@ class GazeTask(RegressionTask):
         scores = {"angular_error": errors.mean().item(), "median_angular_error": errors.median().item()}
         scores.update({f"within_{t}deg": (errors <= t).float().mean().item() * 100 for t in CURVE_DEGREES})
         return scores
-
-
-@hookimpl
-def register_tasks(register: Register) -> None:
-    """Add ``gaze``."""
-    register("gaze", GazeTask)

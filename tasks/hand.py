@@ -22,8 +22,6 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from sim2real_bench import hookimpl
-from sim2real_bench.hookspecs import Register
 from sim2real_bench.plugins.hands.domain import LABEL_KIND
 from sim2real_bench.plugins.hands.geometry import CUBE_MM, DEPTH_HALF_RANGE_MM, LABEL_NAMES
 from sim2real_bench.regression import RegressionConfig, RegressionTask
@@ -65,9 +63,3 @@ class HandTask(RegressionTask):
         }
         scores.update({f"within_{t}px": (pixels <= t).float().mean().item() * 100 for t in CURVE_PIXELS})
         return scores
-
-
-@hookimpl
-def register_tasks(register: Register) -> None:
-    """Add ``hand``."""
-    register("hand", HandTask)

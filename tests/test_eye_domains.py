@@ -9,7 +9,8 @@ import torch
 
 from sim2real_bench.data import Samples
 from sim2real_bench.errors import ConfigError
-from sim2real_bench.plugins.eyes import SynthEyes, WebcamEyes
+from sim2real_bench.plugins.eyes.synthetic import SynthEyes
+from sim2real_bench.plugins.eyes.webcam import WebcamEyes
 from sim2real_bench.plugins.eyes.geometry import PITCH_RANGE, YAW_RANGE
 
 DOMAINS = [SynthEyes("synth-eyes"), WebcamEyes("webcam-eyes")]

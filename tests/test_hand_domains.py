@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from sim2real_bench.plugins.hands import KinectHands, SynthHands
+from sim2real_bench.plugins.hands.kinect import KinectHands
+from sim2real_bench.plugins.hands.synthetic import SynthHands
 from sim2real_bench.plugins.hands.geometry import DEPTH_HALF_RANGE_MM, LABEL_NAMES
 from sim2real_bench.plugins.hands.render import render_capsules
 from sim2real_bench.plugins.hands.sensor import projector_shadow, quantize_disparity

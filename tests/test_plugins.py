@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import importlib.metadata
+import subprocess
+import sys
 from dataclasses import dataclass
 from types import SimpleNamespace
 
 import pytest
 
 from sim2real_bench import hookimpl
-from sim2real_bench.errors import DuplicateNameError, UnknownNameError
+from sim2real_bench.errors import ConfigError, DuplicateNameError, UnknownNameError
 from sim2real_bench.registry import DISABLE_AUTOLOAD_ENV, Registry
 from sim2real_bench.refiner import Refiner
 
@@ -92,3 +94,54 @@ def test_autoload_switch_keeps_only_builtins(monkeypatch: pytest.MonkeyPatch) ->
     assert loaded == []
     assert "twice" not in registry.entries("refiners")
     assert "none" in registry.entries("refiners")
+
+
+class ByReferencePlugin:
+    @hookimpl
+    def register_refiners(self, register):
+        register("twice-lazy", f"{__name__}:TwiceRefiner")
+        register("missing", f"{__name__}:NoSuchRefiner")
+
+
+def test_a_reference_is_imported_when_needed_and_summarized_from_source(registry: Registry) -> None:
+    registry.add_plugin(ByReferencePlugin(), name="by-reference")
+    try:
+        entry = registry.entries("refiners")["twice-lazy"]
+        assert entry.summary == "Doubles the images (a test plugin's refiner)."
+        assert registry.get("refiners", "twice-lazy") is TwiceRefiner
+        with pytest.raises(ConfigError, match=r"plugin 'by-reference' registered 'missing' as .*:NoSuchRefiner'"):
+            registry.get("refiners", "missing")
+    finally:
+        registry.remove_plugin("by-reference")
+
+
+def test_a_reference_without_a_colon_is_refused_naming_the_plugin(registry: Registry) -> None:
+    class Malformed:
+        @hookimpl
+        def register_refiners(self, register):
+            register("malformed", "some.module.Class")
+
+    registry.add_plugin(Malformed(), name="malformed-plugin")
+    try:
+        with pytest.raises(ConfigError, match="plugin 'malformed-plugin' registered 'malformed'.*'module:Class'"):
+            registry.entries("refiners")
+    finally:
+        registry.remove_plugin("malformed-plugin")
+
+
+def test_the_summary_is_read_from_source_without_importing_the_module() -> None:
+    code = ("import sys\nfrom sim2real_bench.registry import Registry\n"
+            "entry = Registry().entries('refiners')['simgan']\n"
+            "print(entry.summary)\nprint('sim2real_bench.plugins.simgan.refiner' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out == ["SimGAN refiner: adversarial training with self-regularization and an image history.", "False"]
+
+
+@pytest.mark.parametrize("command", [["--help"], ["list"], ["plugins"]])
+def test_help_list_and_plugins_import_neither_torch_nor_mlflow(command: list[str]) -> None:
+    code = (f"import contextlib, sys\nfrom sim2real_bench.cli import main\n"
+            f"with contextlib.suppress(SystemExit):\n    main({command!r})\n"
+            "print(sorted(name for name in ('torch', 'mlflow', 'timm', 'diffusers') if name in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "[]"

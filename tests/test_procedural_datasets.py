@@ -6,8 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sim2real_bench.plugins.eyes import SynthEyes, WebcamEyes
-from sim2real_bench.plugins.hands import KinectHands, SynthHands
+from sim2real_bench.plugins.eyes.synthetic import SynthEyes
+from sim2real_bench.plugins.eyes.webcam import WebcamEyes
+from sim2real_bench.plugins.hands.kinect import KinectHands
+from sim2real_bench.plugins.hands.synthetic import SynthHands
 
 DOMAINS = [SynthEyes("synth-eyes"), WebcamEyes("webcam-eyes"), SynthHands("synth-hands"), KinectHands("kinect-hands")]
 ids = [d.name for d in DOMAINS]

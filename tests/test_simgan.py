@@ -16,7 +16,8 @@ from torch import nn
 from sim2real_bench.data import Samples
 from sim2real_bench.errors import ConfigError
 from sim2real_bench.plugins.adversarial import ImageHistory
-from sim2real_bench.plugins.eyes import SynthEyes, WebcamEyes
+from sim2real_bench.plugins.eyes.synthetic import SynthEyes
+from sim2real_bench.plugins.eyes.webcam import WebcamEyes
 from sim2real_bench.plugins.simgan.networks import PatchDiscriminator, RefinerNet
 from sim2real_bench.plugins.simgan.refiner import PAPER, PAPER_HANDS, SMOKE, SimGAN
 

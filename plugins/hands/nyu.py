@@ -29,10 +29,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
-from sim2real_bench import hookimpl
 from sim2real_bench.data import Dataset, Progress, Samples
 from sim2real_bench.errors import ConfigError, DataError
-from sim2real_bench.hookspecs import Register
 from sim2real_bench.plugins.hands.domain import LABEL_KIND
 from sim2real_bench.plugins.hands.geometry import DEPTH_HALF_RANGE_MM, LABEL_NAMES, normalize_depth
 
@@ -150,9 +148,3 @@ class NyuHands(Dataset):
             if progress is not None:
                 progress(1)
         return Samples(torch.stack(images), torch.stack(labels))
-
-
-@hookimpl
-def register_datasets(register: Register) -> None:
-    """Add ``nyu-hand``."""
-    register("nyu-hand", NyuHands)

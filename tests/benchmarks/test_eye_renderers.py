@@ -7,7 +7,8 @@ larger one for comparison (memory traffic grows faster than the work).
 import pytest
 import torch
 
-from sim2real_bench.plugins.eyes import SynthEyes, WebcamEyes
+from sim2real_bench.plugins.eyes.synthetic import SynthEyes
+from sim2real_bench.plugins.eyes.webcam import WebcamEyes
 
 DOMAINS = [SynthEyes("synth-eyes"), WebcamEyes("webcam-eyes")]
 

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from sim2real_bench.plugins.hands import KinectHands, SynthHands
+from sim2real_bench.plugins.hands.kinect import KinectHands
+from sim2real_bench.plugins.hands.synthetic import SynthHands
 
 BATCH = 1024
 

@@ -35,7 +35,8 @@ from sim2real_bench import ray_launcher, tracking
 from sim2real_bench.plan import RunSpec
 from sim2real_bench.registry import Registry
 from sim2real_bench.store import CACHE_ENV
-from sim2real_bench.sweep import DEFAULT_EXPERIMENT, expand, sweep
+from sim2real_bench.config import DEFAULT_EXPERIMENT
+from sim2real_bench.sweep import expand, sweep
 
 REFINERS = ["none", "fda", "histmatch", "simgan"]
 SEEDS = [0, 1]
