@@ -6,6 +6,8 @@ counts the source and target images a step draws, as the runner's
 ``throughput/refiner_fit_img_s`` does. Refine: batches of 1024 through
 ``cyclegan``'s and ``cut``'s generators and the training-free ``histmatch`` and
 ``fda``, under inference mode and the machine's autocast as the runner refines.
+The translators' ``extra_info["share_of_peak"]`` is their FLOP/s over the
+measured peak of their dominant convolution (``roofline.py``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from roofline import dominant_conv, networks_of, record_share
 
 from sim2real_bench.data import Samples
 from sim2real_bench.device import resolve_compute
@@ -52,8 +55,13 @@ def test_fit_step(benchmark, method, images) -> None:
     batch = config.batch_size
     source = images[0][:batch].to(compute.device).contiguous(memory_format=torch.channels_last)
     target = images[1][:batch].to(compute.device).contiguous(memory_format=torch.channels_last)
-    benchmark.pedantic(refiner.train_step, args=(source, target, optimizers, compute), rounds=5, warmup_rounds=1)
+
+    def step() -> None:
+        refiner.train_step(source, target, optimizers, compute)
+
+    benchmark.pedantic(step, rounds=5, warmup_rounds=1)
     record(benchmark, 2 * batch, compute.precision)
+    record_share(benchmark, step, dominant_conv(networks_of(refiner), step), compute, train=True)
 
 
 def ready(name: str, images: tuple[torch.Tensor, torch.Tensor], compute) -> Refiner:
@@ -83,3 +91,5 @@ def test_refine(benchmark, name, images) -> None:
 
     benchmark.pedantic(refine, rounds=5, warmup_rounds=1)
     record(benchmark, len(batch), compute.precision)
+    if name in TRANSLATORS:
+        record_share(benchmark, refine, dominant_conv(networks_of(refiner), refine), compute, train=False)

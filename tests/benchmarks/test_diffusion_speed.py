@@ -6,7 +6,9 @@ batch of 256 images (``throughput/refine_img_s``), channels-last and bf16
 autocast where the hardware has it, as the runner does. ``extra_info`` holds
 ``images_per_second`` and, for refining, ``network_passes`` (denoiser or
 generator passes per refined image: sdedit's K DDIM steps) and
-``image_passes_per_second`` (images/s times passes: the speed of one DDIM step).
+``image_passes_per_second`` (images/s times passes: the speed of one DDIM step),
+and for both ``share_of_peak``: FLOP/s over the measured peak of the dominant
+convolution (``roofline.py``).
 A new refiner joins by adding a :class:`Case`::
 
     pytest tests/benchmarks/test_diffusion_speed.py -m benchmark --benchmark-json speed.json
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 
 import pytest
 import torch
+from roofline import dominant_conv, networks_of, record_share
 
 from sim2real_bench.device import Compute, resolve_compute
 from sim2real_bench.plugins.adversarial import BatchSampler, ImageHistory
@@ -119,6 +122,7 @@ def test_fit_step(benchmark, name, compute, images) -> None:
     step, drawn = CASES[name].fit_step(refiner, compute, *images)
     benchmark.pedantic(step, rounds=5, warmup_rounds=1)
     describe(benchmark, compute, drawn)
+    record_share(benchmark, step, dominant_conv(networks_of(refiner), step), compute, train=True)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -134,3 +138,4 @@ def test_refine(benchmark, name, compute, images) -> None:
     benchmark.pedantic(refine, rounds=3, warmup_rounds=1)
     rate, passes = describe(benchmark, compute, len(batch)), CASES[name].passes(refiner)
     benchmark.extra_info.update({"network_passes": passes, "image_passes_per_second": rate * passes})
+    record_share(benchmark, refine, dominant_conv(networks_of(refiner), refine), compute, train=False)

@@ -4,7 +4,9 @@ Measures one full training step (a refiner step plus a discriminator step) and
 refining, for s2r-bench's implementation (channels-last, bf16 autocast where the
 hardware has it) and for a plain fp32 eager PyTorch implementation of the same
 networks written here, in the same run. The ratio of the two is the figure to
-report; ``extra_info["images_per_second"]`` holds each throughput.
+report; ``extra_info["images_per_second"]`` holds each throughput, and
+``share_of_peak`` each one's FLOP/s over the measured peak of its dominant
+convolution (``roofline.py``).
 """
 
 from __future__ import annotations
@@ -14,12 +16,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from roofline import dominant_conv, networks_of, record_share
+
 from sim2real_bench.device import resolve_compute
 from sim2real_bench.plugins.adversarial import BatchSampler, ImageHistory
 from sim2real_bench.plugins.simgan.refiner import PAPER, SimGAN
 
 BATCH = 64
 SHAPE = (1, 35, 55)
+FP32 = resolve_compute("cpu", "fp32")
+"""What the plain implementation runs on; its peak is measured in fp32 too."""
 
 
 class PlainBlock(nn.Module):
@@ -71,8 +77,13 @@ def test_train_step_plain_fp32(benchmark, images) -> None:
     refiner, discriminator = plain_networks()
     opt_r, opt_d = torch.optim.SGD(refiner.parameters(), 1e-3), torch.optim.SGD(discriminator.parameters(), 1e-3)
     synthetic, real = images[0][:BATCH], images[1][:BATCH]
-    benchmark.pedantic(plain_step, args=(refiner, discriminator, opt_r, opt_d, synthetic, real), rounds=8, warmup_rounds=2)
+
+    def step() -> None:
+        plain_step(refiner, discriminator, opt_r, opt_d, synthetic, real)
+
+    benchmark.pedantic(step, rounds=8, warmup_rounds=2)
     record(benchmark, BATCH)
+    record_share(benchmark, step, dominant_conv([refiner, discriminator], step), FP32, train=True)
 
 
 def test_train_step_s2r_bench(benchmark, images) -> None:
@@ -93,6 +104,7 @@ def test_train_step_s2r_bench(benchmark, images) -> None:
     benchmark.pedantic(step, rounds=8, warmup_rounds=2)
     benchmark.extra_info["precision"] = compute.precision
     record(benchmark, BATCH)
+    record_share(benchmark, step, dominant_conv(networks_of(simgan), step), compute, train=True)
 
 
 def test_refine_plain_fp32(benchmark, images) -> None:
@@ -105,6 +117,7 @@ def test_refine_plain_fp32(benchmark, images) -> None:
 
     benchmark.pedantic(refine, rounds=8, warmup_rounds=2)
     record(benchmark, len(batch))
+    record_share(benchmark, refine, dominant_conv([refiner], refine), FP32, train=False)
 
 
 def test_refine_s2r_bench(benchmark, images) -> None:
@@ -121,3 +134,4 @@ def test_refine_s2r_bench(benchmark, images) -> None:
     benchmark.pedantic(refine, rounds=8, warmup_rounds=2)
     benchmark.extra_info["precision"] = compute.precision
     record(benchmark, len(batch))
+    record_share(benchmark, refine, dominant_conv(networks_of(simgan), refine), compute, train=False)
