@@ -13,6 +13,8 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 # Fitted refiners and source models go to a throwaway cache, never the user's.
 os.environ["S2R_BENCH_CACHE"] = tempfile.mkdtemp(prefix="s2r-test-cache-")
 
+from stores import store_in  # noqa: E402
+
 from sim2real_bench.data import Samples  # noqa: E402
 from sim2real_bench.registry import Registry  # noqa: E402
 
@@ -25,8 +27,8 @@ def registry() -> Registry:
 
 @pytest.fixture
 def tracking_uri(tmp_path: Path) -> str:
-    """An SQLite MLflow store in the test's temporary folder."""
-    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+    """An empty SQLite MLflow store in the test's temporary folder (a copy of one made once per session)."""
+    return store_in(tmp_path)
 
 
 @pytest.fixture(scope="module")

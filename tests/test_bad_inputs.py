@@ -23,6 +23,8 @@ import torch
 
 from realdata import mpii_eye, write_mpiigaze_day
 
+from stores import store_in
+
 from sim2real_bench import checkpoint, tracking, ui
 from sim2real_bench.plugins.simgan.refiner import SimGAN
 from sim2real_bench.cli import main
@@ -131,7 +133,7 @@ def places(tmp_path: Path) -> dict[str, str]:
     wide = SimGAN(dataclasses.replace(SimGAN.presets["smoke"], width=12), (1, 35, 55))
     torch.save({**good, "state": wide.state_dict()}, tmp_path / "wrong-widths.pt")
     torch.save({"format": checkpoint.FORMAT, "payload": Payload()}, tmp_path / "code.pt")
-    return {"tmp": str(tmp_path), "store": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    return {"tmp": str(tmp_path), "store": store_in(tmp_path)}
 
 
 class Payload:
@@ -212,7 +214,7 @@ def test_a_store_that_is_refused_is_left_untouched(tmp_path: Path) -> None:
 
 
 def test_the_store_lock_refuses_a_second_holder_and_is_free_again_after(tmp_path: Path) -> None:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = store_in(tmp_path)
     with tracking.store_lock(uri):
         with pytest.raises(TrackingError, match=rf"another sweep \(pid {os.getpid()}\) is using the tracking store"):
             with tracking.store_lock(uri):
@@ -225,7 +227,7 @@ def test_the_store_lock_refuses_a_second_holder_and_is_free_again_after(tmp_path
 
 
 def test_the_store_lock_names_the_other_process_and_frees_when_it_dies(tmp_path: Path) -> None:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = store_in(tmp_path)
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from sim2real_bench import tracking\n"
          f"with tracking.store_lock({uri!r}):\n    print('held', flush=True); time.sleep(60)"],
@@ -244,7 +246,7 @@ def test_the_store_lock_names_the_other_process_and_frees_when_it_dies(tmp_path:
 def test_sigterm_ends_a_run_killed_like_ctrl_c(tmp_path: Path) -> None:
     from mlflow.tracking import MlflowClient
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = store_in(tmp_path)
     client = MlflowClient(uri)
     client.search_experiments()  # create the store here: two processes migrating one new store crash
     environment = {**os.environ, "S2R_BENCH_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
@@ -310,7 +312,7 @@ def test_a_full_disk_while_caching_is_one_line_exit_2_and_leaves_no_partial_file
     cache = tmp_path / "cache"
     monkeypatch.setenv("S2R_BENCH_CACHE", str(cache))
     monkeypatch.setattr(store, "open", lambda path, mode: FillingDisk(path, "w"), raising=False)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = store_in(tmp_path)
     MlflowClient(uri).search_experiments()  # create the store first: MLflow logs its creation
     capsys.readouterr()
     status = main([*RUN, "--tracking-uri", uri])
@@ -328,10 +330,7 @@ def test_a_full_disk_during_an_export_keeps_the_earlier_export_and_leaves_no_par
     from PIL import Image
 
     monkeypatch.setenv("S2R_BENCH_CACHE", str(tmp_path / "cache"))
-    from mlflow.tracking import MlflowClient
-
-    MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").search_experiments()  # MLflow logs the store's creation
-    argv = [*(part.format(store=f"sqlite:///{tmp_path / 'mlflow.db'}") for part in REFINE), "--refiner", "none",
+    argv = [*(part.format(store=store_in(tmp_path)) for part in REFINE), "--refiner", "none",
             "--out", str(tmp_path / "export"), "--limit", "40"]
     assert main(argv) == 0
     before = {path.name: path.read_bytes() for path in (tmp_path / "export").iterdir()}
@@ -358,7 +357,7 @@ def test_a_full_disk_during_an_export_keeps_the_earlier_export_and_leaves_no_par
 def test_sigterm_during_refine_leaves_no_partial_folder_and_the_run_killed(tmp_path: Path) -> None:
     from mlflow.tracking import MlflowClient
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = store_in(tmp_path)
     client = MlflowClient(uri)
     client.search_experiments()  # create the store here: two processes migrating one new store crash
     environment = {**os.environ, "S2R_BENCH_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}

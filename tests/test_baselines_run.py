@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from mlflow.tracking import MlflowClient
 
+from stores import store_in
+
 from sim2real_bench.registry import Registry
 from sim2real_bench.plan import RunSpec, resolve
 from sim2real_bench.runner import run
@@ -15,7 +17,7 @@ SMALL = ("data.source_train=128", "data.target_train=128", "data.test=64")
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> str:
     """One MLflow store for the module: creating one costs seconds of migrations."""
-    return f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
+    return store_in(tmp_path_factory.mktemp("store"))
 
 
 @pytest.mark.parametrize("refiner", ["fda", "randomize", "cyclegan", "cut"])

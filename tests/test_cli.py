@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from stores import store_in
+
 from sim2real_bench.cli import main
 
 
@@ -85,7 +87,7 @@ def test_preview_writes_a_png(tmp_path: Path, capsys) -> None:
 
 def test_json_mode_prints_exactly_one_object(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "sim2real_bench.cli", "run", "--refiner", "none", "--task", "gaze",
-               "--budget", "smoke", "--json", "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
+               "--budget", "smoke", "--json", "--tracking-uri", store_in(tmp_path)]
     finished = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert finished.returncode == 0, finished.stderr
     result = json.loads(finished.stdout)

@@ -17,6 +17,7 @@ from itertools import takewhile
 from pathlib import Path
 
 import pytest
+from stores import store_in
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 EXAMPLE = REPOSITORY / "examples" / "s2r-bench-example-plugin"
@@ -45,7 +46,7 @@ def plugin_env(tmp_path_factory) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def tracking_uri(tmp_path_factory) -> str:
     """One MLflow store for the module's runs (creating its tables once)."""
-    return f"sqlite:///{tmp_path_factory.mktemp('tracking') / 'mlflow.db'}"
+    return store_in(tmp_path_factory.mktemp("tracking"))
 
 
 def s2r_bench(env: dict[str, str], *args: str) -> str:

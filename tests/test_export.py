@@ -16,6 +16,8 @@ import torch
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
+from stores import store_in
+
 from sim2real_bench import checkpoint
 from sim2real_bench.cli import main
 from sim2real_bench.device import resolve_compute
@@ -41,7 +43,7 @@ def run_id(folder: Path) -> str:
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory) -> tuple[str, Path]:
     root = tmp_path_factory.mktemp("export")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
+    uri = store_in(root)
     assert refine(uri, "--refiner", "simgan", "--out", str(root / "refined"), "--limit", str(LIMIT)) == 0
     return uri, root / "refined"
 
@@ -148,7 +150,7 @@ def test_bad_input_is_one_clear_line(exported, tmp_path: Path, capsys) -> None:
 
 
 def test_a_second_export_to_the_same_folder_is_refused_and_the_first_stays_whole(tmp_path: Path, capsys) -> None:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = store_in(tmp_path)
     env = {**os.environ, "S2R_BENCH_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
     out = tmp_path / "refined"
     command = [CONSOLE_SCRIPT, "refine", "--refiner", "none", "--budget", "smoke", "--out", str(out),
@@ -170,7 +172,7 @@ def test_a_second_export_to_the_same_folder_is_refused_and_the_first_stays_whole
 
 @pytest.mark.parametrize("kill", [signal.SIGINT, signal.SIGKILL])
 def test_an_interrupted_export_leaves_no_folder_or_the_previous_one_untouched(tmp_path: Path, kill: int) -> None:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = store_in(tmp_path)
     env = {**os.environ, "S2R_BENCH_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
     out = tmp_path / "refined"
     command = [CONSOLE_SCRIPT, "refine", "--refiner", "none", "--budget", "smoke", "--out", str(out),

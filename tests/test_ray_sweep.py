@@ -25,6 +25,8 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from stores import store_in
+
 from sim2real_bench import ray_launcher
 from sim2real_bench.cli import main
 from sim2real_bench.plan import RunSpec
@@ -86,7 +88,7 @@ class Swept:
 def swept(folder: Path, refiners: str, seeds: list[int], launcher: object | None, spec: RunSpec = SMOKE) -> Swept:
     """Sweep gaze with ``refiners`` x ``seeds`` into a new store and cache under ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    uri = store_in(folder)
     lines: list[str] = []
     registry = Registry()
     specs = expand(spec, refiners.split(","), ["gaze"], seeds, registry)

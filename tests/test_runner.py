@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import pytest
 from mlflow.tracking import MlflowClient
 
+from stores import store_in
+
 from sim2real_bench import hookimpl
 from sim2real_bench.config import BUDGETS
 from sim2real_bench.errors import ConfigError, DataError
@@ -19,7 +21,7 @@ from sim2real_bench.runner import run
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory) -> tuple:
-    uri = f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
+    uri = store_in(tmp_path_factory.mktemp("store"))
     result = run(resolve(RunSpec(refiner="none", task="gaze", budget="smoke"), Registry()), uri, progress=False)
     return uri, result
 

@@ -13,6 +13,8 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from stores import store_in
+
 from sim2real_bench.errors import ConfigError
 from sim2real_bench.plan import RunSpec, resolve
 from sim2real_bench.plugins.diffusion import sampling
@@ -212,7 +214,7 @@ def test_invalid_settings_are_clear_errors_when_the_config_is_made(change, messa
 @pytest.fixture(scope="module")
 def smoke_runs(tmp_path_factory) -> tuple[str, list]:
     """A smoke gaze run of ``sdedit``, then the same run again on the same cache."""
-    uri = f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
+    uri = store_in(tmp_path_factory.mktemp("store"))
     cache = Store(tmp_path_factory.mktemp("cache"))
     spec = RunSpec(refiner="sdedit", task="gaze", budget="smoke")
     return uri, [run(resolve(spec, Registry()), uri, progress=False, store=cache) for _ in range(2)]

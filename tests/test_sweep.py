@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from stores import store_in
+
 from sim2real_bench.errors import ConfigError
 from sim2real_bench.cli import parse_names, parse_seeds
 from sim2real_bench.plan import RunSpec
@@ -83,7 +85,7 @@ def test_a_changed_setting_is_a_new_combination(tracking_uri: str) -> None:
 
 
 def test_a_killed_sweep_resumes_the_interrupted_fit_and_finishes_everything_once(tmp_path: Path) -> None:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = store_in(tmp_path)
     cache = tmp_path / "cache"
     env = {**os.environ, "S2R_BENCH_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
     command = [CONSOLE_SCRIPT, "sweep", "--refiners", "none,simgan", "--tasks", "gaze", "--seeds", "0",

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from stores import store_in
+
 from sim2real_bench import tracking, ui
 from sim2real_bench.registry import Registry
 
@@ -30,7 +32,7 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> str:
     """One MLflow store for the module: creating one costs seconds of migrations."""
-    uri = f"sqlite:///{tmp_path_factory.mktemp('ui') / 'mlflow.db'}"
+    uri = store_in(tmp_path_factory.mktemp("ui"))
     MlflowClient(uri).search_experiments()
     return uri
 

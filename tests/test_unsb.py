@@ -12,6 +12,8 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from stores import store_in
+
 from sim2real_bench.errors import ConfigError
 from sim2real_bench.plan import RunSpec, resolve
 from sim2real_bench.plugins import unsb
@@ -105,7 +107,7 @@ def test_invalid_settings_are_clear_errors_when_the_config_is_made(change, messa
 @pytest.fixture(scope="module")
 def smoke_runs(tmp_path_factory) -> tuple[str, list]:
     """A smoke gaze run of ``unsb``, then the same run again on the same cache."""
-    uri = f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
+    uri = store_in(tmp_path_factory.mktemp("store"))
     cache = Store(tmp_path_factory.mktemp("cache"))
     spec = RunSpec(refiner="unsb", task="gaze", budget="smoke")
     return uri, [run(resolve(spec, Registry()), uri, progress=False, store=cache) for _ in range(2)]
