@@ -264,6 +264,9 @@ def _report(args: argparse.Namespace) -> None:
         curve = args.out / f"{task}-error-curve.png"
         if plots.error_curves(task_runs, curve, f"{task}: error curve"):
             written.append(curve)
+        trade_off = args.out / f"{task}-error-vs-label-shift.png"
+        if plots.error_against_label_shift(table, trade_off, f"{task}: target error against label shift"):
+            written.append(trade_off)
         samples = args.out / f"{task}-refiners.png"
         if plots.refiner_grid(client, task_runs, list(table.index), samples, f"{task}: the same images per refiner"):
             written.append(samples)

@@ -1,4 +1,5 @@
-"""The report's figures, drawn from MLflow runs: metric bars, error curves, a grid of refined samples.
+"""The report's figures, drawn from MLflow runs: metric bars, error curves, error against label shift, a grid of
+refined samples.
 
 Every figure is a PNG written with matplotlib's Agg backend (no display needed).
 The sample grid reads each run's ``samples/strip.png`` artifact: the first
@@ -23,7 +24,7 @@ from PIL import Image  # noqa: E402
 
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from sim2real_bench.report import display_name  # noqa: E402
+from sim2real_bench.report import ROW, display_name  # noqa: E402
 
 CURVE_METRIC = re.compile(r"^metrics\.target/within_(\d+)([a-z]+)$")
 
@@ -56,7 +57,7 @@ def error_curves(runs: pd.DataFrame, path: Path, title: str) -> bool:
         return False
     thresholds = [threshold for threshold, _, _ in points]
     figure, axes = plt.subplots(figsize=(5.5, 4))
-    for refiner, group in runs.groupby("params.refiner", sort=True):
+    for refiner, group in runs.groupby(ROW, sort=True):
         shares = [group[column].astype(float).mean() for _, _, column in points]
         axes.plot(thresholds, shares, label=refiner, linestyle="--" if refiner == "oracle" else "-")
     axes.set_xlabel(f"error threshold ({points[0][1]})")
@@ -71,13 +72,44 @@ def error_curves(runs: pd.DataFrame, path: Path, title: str) -> bool:
     return True
 
 
+def error_against_label_shift(table: pd.DataFrame, path: Path, title: str) -> bool:
+    """One point per row: its target error against its label shift, mean ± s.e. over seeds both ways.
+
+    The trade-off a refiner makes: how much it moves the probe's predictions on
+    the images it refines against what it buys on target data. The reference
+    row refines nothing and is drawn as a dashed line. Returns False, writing
+    nothing, when no row logged a label shift.
+    """
+    primary = table.attrs["primary_metric"]
+    error, shift = f"target/{primary}", f"label_shift/{primary}"
+    if shift not in table or table[shift].isna().all():
+        return False
+    figure, axes = plt.subplots(figsize=(6.4, 4.4))
+    for name, row in table.iterrows():
+        if row["role"] == "reference":
+            axes.axhline(row[error], color="tab:gray", linestyle="--", linewidth=1, label=display_name(name, row))
+        elif not pd.isna(row[shift]):
+            axes.errorbar(row[shift], row[error], xerr=np.nan_to_num(row.get(f"{shift} se", 0.0)),
+                          yerr=np.nan_to_num(row.get(f"{error} se", 0.0)), fmt="o", capsize=3)
+            axes.annotate(name, (row[shift], row[error]), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    axes.set_xlabel(f"{shift} (synthetic vs refined, probe's predictions)")
+    axes.set_ylabel(error)
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8, loc="upper right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return True
+
+
 def refiner_grid(client: MlflowClient, runs: pd.DataFrame, order: list[str], path: Path, title: str) -> bool:
     """The same synthetic images through every refiner, one row each, from the lowest seed's runs.
 
     Returns False, writing nothing, when no run has the ``samples/strip.png`` artifact.
     """
     seed = runs["params.seed"].astype(int).min()
-    chosen = runs[runs["params.seed"].astype(int) == seed].set_index("params.refiner")
+    chosen = runs[runs["params.seed"].astype(int) == seed].set_index(ROW)
     rows: list[tuple[str, np.ndarray]] = []
     with tempfile.TemporaryDirectory() as folder:
         for refiner in order:

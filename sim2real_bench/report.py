@@ -4,6 +4,10 @@ Built from ``mlflow.search_runs`` so that anything in the UI and any table here
 agree. *Gap closed* is computed per seed, paired with the ``none`` and
 ``oracle`` runs of the same seed, then averaged:
 ``(err_none - err_refiner) / (err_none - err_oracle)`` for a lower-is-better metric.
+
+A row is a refiner, or, where the reported runs of one refiner differ in its
+settings (a ``t0`` sweep of ``sdedit``, ILVR on and off), one row per setting:
+``sdedit [ilvr_factor=4, t0=0.3]``. Nothing of two configurations is averaged together.
 """
 
 from __future__ import annotations
@@ -16,6 +20,10 @@ import pandas as pd
 from sim2real_bench import tracking
 from sim2real_bench.errors import ConfigError
 from sim2real_bench.config import IDENTITY, ORACLE
+
+ROW = "row"
+"""The column of :func:`finished_runs` naming each run's row: its refiner, and the settings that set it apart."""
+REFINER_SETTING = "params.refiner_config."
 
 
 def finished_runs(tracking_uri: str, experiment: str | None, budget: str) -> pd.DataFrame:
@@ -43,7 +51,23 @@ def finished_runs(tracking_uri: str, experiment: str | None, budget: str) -> pd.
     runs = runs[runs["params.primary_metric"].notna()] if "params.primary_metric" in runs else runs.iloc[:0]
     if runs.empty:
         raise ConfigError(f"no finished {budget!r} runs with results in {where} of {tracking_uri}")
-    return runs.drop_duplicates(subset=["params.task", "params.refiner", "params.seed"], keep="first")
+    runs = runs.assign(**{ROW: row_names(runs)})
+    return runs.drop_duplicates(subset=["params.task", ROW, "params.seed"], keep="first")
+
+
+def row_names(runs: pd.DataFrame) -> pd.Series:
+    """Each run's row: its refiner, plus ``[setting=value, ...]`` for the settings in which runs of that refiner
+    and task differ."""
+    settings = [column for column in runs.columns if column.startswith(REFINER_SETTING)]
+    names = runs["params.refiner"].copy()
+    for _, group in runs.groupby(["params.task", "params.refiner"]):
+        varying = [column for column in settings if group[column].nunique() > 1]
+        if not varying:
+            continue
+        for index, run in group.iterrows():
+            label = ", ".join(f"{column.removeprefix(REFINER_SETTING)}={run[column]}" for column in varying)
+            names[index] = f"{run['params.refiner']} [{label}]"
+    return names
 
 
 def tables(runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -60,11 +84,12 @@ def _mean_se(values: pd.Series) -> tuple[float, float]:
 
 
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per refiner: mean and standard error over seeds of the logged metrics, and gap closed."""
+    """One row per refiner (or setting, :data:`ROW`): mean and standard error over seeds of the logged metrics,
+    and gap closed."""
     primary = runs["params.primary_metric"].iloc[0]
-    by_seed = runs.set_index(["params.refiner", "params.seed"])[f"metrics.{primary}"]
+    by_seed = runs.set_index([ROW, "params.seed"])[f"metrics.{primary}"]
     rows = []
-    for refiner, group in runs.groupby("params.refiner"):
+    for refiner, group in runs.groupby(ROW):
         row: dict[str, object] = {"refiner": refiner, "role": group["params.role"].iloc[0], "seeds": len(group)}
         for column in sorted(c for c in group.columns if c.startswith("metrics.")):
             mean, se = _mean_se(group[column])

@@ -34,6 +34,8 @@ def store(tracking_uri: str) -> str:
             for key, value in params.items():
                 client.log_param(run.info.run_id, key, value)
             client.log_metric(run.info.run_id, "target/angular_error", error)
+            if refiner != "oracle":
+                client.log_metric(run.info.run_id, "label_shift/angular_error", 0.0 if refiner == "none" else seed + 1.0)
             for threshold in range(0, 21, 5):
                 client.log_metric(run.info.run_id, f"target/within_{threshold}deg", min(100.0, threshold * 100 / error))
             client.log_image(run.info.run_id, np.full((12, 40), 20 * seed, np.uint8), artifact_file="samples/strip.png")
@@ -85,7 +87,8 @@ def test_report_writes_tables_and_plots_into_a_folder(store: str, tmp_path: Path
     out = tmp_path / "results"
     assert main(["report", "--tracking-uri", store, "--out", str(out), "--format", "html"]) == 0
     assert sorted(path.name for path in out.iterdir()) == [
-        "gaze-angular_error.png", "gaze-error-curve.png", "gaze-refiners.png", "gaze.html"]
+        "gaze-angular_error.png", "gaze-error-curve.png", "gaze-error-vs-label-shift.png", "gaze-refiners.png",
+        "gaze.html"]
     assert "<td>5.33 ± 0.33</td>" in (out / "gaze.html").read_text()
     assert "gaze: wrote" in capsys.readouterr().out
 
@@ -100,3 +103,23 @@ def test_csv_keeps_the_numbers(store: str, capsys) -> None:
 def test_unknown_task_in_report_names_the_tasks_with_runs(store: str, capsys) -> None:
     assert main(["report", "--tracking-uri", store, "--task", "hand"]) == 2
     assert "tasks with runs: gaze" in capsys.readouterr().err
+
+
+def test_runs_of_one_refiner_with_different_settings_are_rows_of_their_own(store: str) -> None:
+    client = MlflowClient(store)
+    experiment = client.get_experiment_by_name("gaze").experiment_id
+    for t0, errors in (("0.3", [6.5, 6.0]), ("0.5", [5.5, 5.0])):
+        for seed, error in enumerate(errors):
+            run = client.create_run(experiment)
+            for key, value in {"refiner": "sdedit", "seed": str(seed), "budget": "quick", "task": "gaze",
+                               "role": "refiner", "primary_metric": "target/angular_error",
+                               "refiner_config.t0": t0, "refiner_config.denoise_steps": "4"}.items():
+                client.log_param(run.info.run_id, key, value)
+            client.log_metric(run.info.run_id, "target/angular_error", error)
+            client.set_terminated(run.info.run_id, "FINISHED")
+    table = summarize(finished_runs(store, "gaze", "quick"))
+    assert list(table.index) == ["none", "sdedit [t0=0.3]", "sdedit [t0=0.5]", "simgan", "oracle"]
+    assert table.loc["sdedit [t0=0.3]", "target/angular_error"] == pytest.approx(6.25)
+    assert table.loc["sdedit [t0=0.5]", "seeds"] == 2
+    gaps = [(7 - 5.5) / (7 - 2), (8 - 5.0) / (8 - 2)]
+    assert table.loc["sdedit [t0=0.5]", "gap_closed"] == pytest.approx(sum(gaps) / 2)
