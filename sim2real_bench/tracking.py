@@ -176,11 +176,25 @@ EXPERIMENT_KIND = "custom_model_development"
 """The experiment kind of MLflow 3's model-training views (runs table, metric charts)."""
 
 
+def artifact_folder(uri: str, name: str) -> str | None:
+    """Where a new experiment of a local SQLite store keeps its artifacts: ``mlruns/NAME`` beside the database.
+
+    MLflow's own default, ``./mlruns``, follows the folder the experiment's first
+    run started in, so one store's artifacts would scatter over every folder
+    that ``s2r-bench`` ran from. None for other stores (a server keeps its own).
+    """
+    if not uri.startswith("sqlite:///"):
+        return None
+    database = Path(uri.removeprefix("sqlite:///")).resolve()
+    return str(database.parent / "mlruns" / re.sub(r"[^\w.-]", "_", name))
+
+
 def experiment_id(mlflow_client: MlflowClient, name: str) -> str:
     """The id of experiment ``name``, creating it on first use; either way tagged as model development."""
     experiment = mlflow_client.get_experiment_by_name(name)
     if experiment is None:
-        return mlflow_client.create_experiment(name, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+        return mlflow_client.create_experiment(name, artifact_location=artifact_folder(mlflow_client.tracking_uri, name),
+                                               tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
     if experiment.lifecycle_stage == "deleted":
         raise TrackingError(f"experiment {name!r} was deleted in this store; restore it with "
                             f"`mlflow experiments restore --experiment-id {experiment.experiment_id}` "

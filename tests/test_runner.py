@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -48,6 +49,8 @@ def test_run_is_logged_to_mlflow(smoke_run) -> None:
     artifacts = {a.path for a in client.list_artifacts(result.run_id)} | {
         a.path for a in client.list_artifacts(result.run_id, "samples")}
     assert {"config.json", "samples/synthetic_refined_target.png"} <= artifacts
+    store_folder = Path(uri.removeprefix("sqlite:///")).parent
+    assert (store_folder / "mlruns" / "gaze" / result.run_id / "artifacts" / "config.json").is_file()
 
 
 def test_oracle_is_tagged_as_a_reference(tracking_uri: str) -> None:
