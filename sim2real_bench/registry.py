@@ -75,7 +75,7 @@ class Entry:
             doc = _docstring_in_source(self.target)
         if doc is None:
             doc = self.factory.__doc__ or ""
-        lines = (doc or "").strip().splitlines()
+        lines = doc.strip().splitlines()
         return lines[0] if lines else ""
 
 
