@@ -14,7 +14,7 @@ import dataclasses
 
 import pytest
 import torch
-from roofline import dominant_conv, record_share
+from roofline import dominant_conv, networks_of, record_share
 
 from sim2real_bench.data import Samples
 from sim2real_bench.device import resolve_compute
@@ -39,7 +39,6 @@ def test_task_training(benchmark, name: str) -> None:
         task.fit(train, compute, Tracker.disabled(), seed=0, progress=False)
 
     benchmark.pedantic(fit, rounds=3, warmup_rounds=1)
-    model = task.build_model().to(compute.device, memory_format=torch.channels_last)
     batch = train.images[: config.batch_size].to(compute.device).contiguous(memory_format=torch.channels_last)
     benchmark.extra_info.update({"precision": compute.precision, "images_per_second": IMAGES / benchmark.stats.stats.mean})
-    record_share(benchmark, fit, dominant_conv([model], lambda: model(batch)), compute, train=True)
+    record_share(benchmark, fit, dominant_conv(networks_of(task), lambda: task.model(batch)), compute, train=True)
