@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -366,6 +368,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except S2RError as error:
             print(f"s2r-bench: error: {error}", file=sys.stderr)
             return 2
+        except BrokenPipeError:
+            # The reader of our output left (``s2r-bench list | head``): stop as a killed pipe writer does,
+            # without a traceback, and keep Python's final flush of stdout from raising again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 128 + signal.SIGPIPE
         except OSError as error:
             if error.errno not in FULL_DISK:
                 raise

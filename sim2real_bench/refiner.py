@@ -60,6 +60,10 @@ class Refiner(ABC):
     pipeline caches the refined training set (in float16, and the task trains on
     what the cache holds, so a cached and a fresh run give the same result)."""
 
+    refine_settings: ClassVar[tuple[str, ...]] = ()
+    """Config fields that only ``refine`` reads (a sampler's strength and steps): runs that
+    differ in them share one fit and its cache entry, and each caches its own refined set."""
+
     refine_batch_size: ClassVar[int] = 1024
     """Images per :meth:`refine` call when the pipeline refines a whole set."""
 

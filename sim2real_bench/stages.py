@@ -101,10 +101,14 @@ class Splits:
 
 @dataclass(frozen=True)
 class Fitted:
-    """A refiner ready to refine, and the identity of its fit (the key of everything cached from it)."""
+    """A refiner ready to refine, the identity of its fit, and the settings its refining adds to it.
+
+    Together they key the refined set: runs that differ only in ``refine_settings`` share the fit.
+    """
 
     refiner: Refiner
     key: str
+    refine_settings: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -215,8 +219,10 @@ def fit_refiner(plan: Plan, source_train: Samples, target_train: Samples, input_
     so both give the same refiner.
     """
     seed = context.seed
+    settings = dataclasses.asdict(plan.refiner_config)
+    refine_settings = {name: settings.pop(name) for name in plan.refiner_class.refine_settings}
     fit_key = context.store.fit_key(
-        plan.spec.refiner, dataclasses.asdict(plan.refiner_config), sim2real_bench.__version__, seed, input_space,
+        plan.spec.refiner, settings, sim2real_bench.__version__, seed, input_space,
         identity(plan, "source_train", len(source_train), seed),
         identity(plan, "target_train", len(target_train), seed),
     )
@@ -241,7 +247,7 @@ def fit_refiner(plan: Plan, source_train: Samples, target_train: Samples, input_
         with tempfile.TemporaryDirectory() as folder:
             refiner = fit(Path(folder))
     refiner.to(context.compute.device)
-    return Fitted(refiner, fit_key)
+    return Fitted(refiner, fit_key, refine_settings)
 
 
 def log_refiner(fitted: Fitted, name: str, input_space: str, context: RunContext) -> None:
@@ -279,7 +285,7 @@ def training_set(fitted: Fitted, source_train: Samples, context: RunContext) -> 
             raise InvalidEntry(f"holds {shape}, expected float16 {tuple(source_train.images.shape)}")
         return Samples(stored.float(), source_train.labels)
 
-    samples, _ = context.store.refined(fitted.key).get_or_create(refine, check)
+    samples, _ = context.store.refined(fitted.key, fitted.refine_settings).get_or_create(refine, check)
     return TrainingSet(samples)
 
 

@@ -156,9 +156,10 @@ class Store:
         """The fitted refiner's state."""
         return Entry(self.fit_folder(fit_key) / "refiner.pt", "fitted refiner")
 
-    def refined(self, fit_key: str) -> Entry:
-        """The source training set as the fit refines it."""
-        return Entry(self.fit_folder(fit_key) / "refined-train.pt", "refined training set")
+    def refined(self, fit_key: str, refine_settings: dict[str, Any]) -> Entry:
+        """The source training set as the fit refines it with ``refine_settings`` (the refiner's own)."""
+        return Entry(self.fit_folder(fit_key) / f"refined-train-{key('refined', refine_settings)}.pt",
+                     "refined training set")
 
     def probe(self, task: str, config: dict[str, Any], version: str, seed: int, input_space: str,
               source_identity: str) -> Entry:

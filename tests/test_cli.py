@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -104,3 +105,16 @@ def test_console_script_reports_errors_without_traceback(tmp_path: Path) -> None
     assert len(lines) == 1
     assert lines[0].startswith("s2r-bench: error: unknown refiner 'nope'; known refiners: ")
     assert "none" in lines[0]
+
+
+def test_a_reader_that_has_left_ends_the_output_quietly(tmp_path: Path) -> None:
+    """``s2r-bench list | head -1``: writing to a pipe nobody reads stops as a killed pipe writer does."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first line is written: every write fails
+    try:
+        finished = subprocess.run(["s2r-bench", "list"], stdout=write_end, stderr=subprocess.PIPE, text=True,
+                                  cwd=tmp_path, timeout=60)
+    finally:
+        os.close(write_end)
+    assert finished.returncode == 141
+    assert "Traceback" not in finished.stderr and "BrokenPipeError" not in finished.stderr

@@ -120,7 +120,7 @@ def test_its_refiner_trains_the_second_run_on_the_cached_refined_set(plugin_env,
     env = {**plugin_env, "S2R_BENCH_CACHE": str(tmp_path / "cache")}
     spec = ("--refiner", "example-blur", "--task", "example-pupil")
     first = run_json(env, tracking_uri, *spec)
-    [refined] = (tmp_path / "cache").glob("fits/*/refined-train.pt")
+    [refined] = (tmp_path / "cache").glob("fits/*/refined-train-*.pt")
     written = refined.stat().st_mtime_ns
 
     second = run_json(env, tracking_uri, *spec)

@@ -212,16 +212,18 @@ def test_invalid_settings_are_clear_errors_when_the_config_is_made(change, messa
 
 
 @pytest.fixture(scope="module")
-def smoke_runs(tmp_path_factory) -> tuple[str, list]:
-    """A smoke gaze run of ``sdedit``, then the same run again on the same cache."""
+def smoke_runs(tmp_path_factory) -> tuple[str, list, Store]:
+    """A smoke gaze run of ``sdedit``, the same run again, and one at another t0 with ILVR, on one cache."""
     uri = store_in(tmp_path_factory.mktemp("store"))
     cache = Store(tmp_path_factory.mktemp("cache"))
     spec = RunSpec(refiner="sdedit", task="gaze", budget="smoke")
-    return uri, [run(resolve(spec, Registry()), uri, progress=False, store=cache) for _ in range(2)]
+    other = replace(spec, overrides=("refiner.t0=0.3", "refiner.ilvr_factor=2"))
+    return uri, [run(resolve(run_spec, Registry()), uri, progress=False, store=cache)
+                 for run_spec in (spec, spec, other)], cache
 
 
 def test_a_smoke_run_finishes_and_logs_the_fit(smoke_runs) -> None:
-    uri, (fresh, _) = smoke_runs
+    uri, (fresh, *_), _ = smoke_runs
     assert 0 < fresh.metrics["target/angular_error"] < 90 and fresh.metrics["throughput/refine_img_s"] > 0
     client = MlflowClient(uri)
     assert len(client.get_metric_history(fresh.run_id, "sdedit/loss")) > 1
@@ -232,7 +234,15 @@ def test_a_smoke_run_finishes_and_logs_the_fit(smoke_runs) -> None:
 
 
 def test_a_cached_fit_gives_the_same_result_as_the_fresh_one(smoke_runs) -> None:
-    uri, (fresh, cached) = smoke_runs
+    uri, (fresh, cached, _), _ = smoke_runs
     tags = [MlflowClient(uri).get_run(result.run_id).data.tags["s2r.fit"] for result in (fresh, cached)]
     assert tags == ["fitted", "cached"]
     assert cached.metrics["target/angular_error"] == fresh.metrics["target/angular_error"]
+
+
+def test_another_t0_and_ilvr_refine_the_same_fit_into_a_set_of_their_own(smoke_runs) -> None:
+    uri, (fresh, _, other), cache = smoke_runs
+    assert MlflowClient(uri).get_run(other.run_id).data.tags["s2r.fit"] == "cached"
+    (fit,) = (cache.root / "fits").iterdir()
+    assert len(list(fit.glob("refined-train-*.pt"))) == 2
+    assert other.metrics["label_shift/angular_error"] != fresh.metrics["label_shift/angular_error"]

@@ -48,7 +48,7 @@ def test_a_cached_refined_set_of_the_wrong_size_is_rebuilt_and_changes_no_figure
     registry, store = Registry(), Store(tmp_path / "cache")
     plan = resolve(RunSpec(refiner="simgan", task="gaze", budget="smoke"), registry)
     first = run(plan, tracking_uri, progress=False, store=store)
-    [refined] = (tmp_path / "cache").glob("fits/*/refined-train.pt")
+    [refined] = (tmp_path / "cache").glob("fits/*/refined-train-*.pt")
     torch.save(torch.zeros(10, 1, 35, 55, dtype=torch.float16), refined)
     with pytest.warns(CacheEntryWarning, match="refined training set.*holds"):
         second = run(plan, tracking_uri, progress=False, store=store)

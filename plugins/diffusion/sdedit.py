@@ -202,6 +202,9 @@ class SDEdit(Refiner):
     presets: ClassVar[dict[str, SDEditConfig]] = PRESETS
     fit_cached: ClassVar[bool] = True
     refined_cached: ClassVar[bool] = True
+    refine_settings: ClassVar[tuple[str, ...]] = ("t0", "denoise_steps", "eta", "repeats", "ilvr_factor",
+                                                   "clip_denoised")
+    """The sampler's settings: a t0 or ILVR sweep refines one trained denoiser in each of its ways."""
     refine_batch_size: ClassVar[int] = 256
     """Each image costs K denoiser passes and draws its own noise: smaller batches than a GAN's."""
 

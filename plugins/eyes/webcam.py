@@ -29,7 +29,7 @@ from torch import Tensor
 from sim2real_bench.plugins import imaging
 from sim2real_bench.plugins.eyes.domain import EyeDomain, shade_eye, smoothstep
 from sim2real_bench.plugins.eyes.geometry import EyeGeometry, EyeLayers
-from sim2real_bench.plugins.imaging import uniform
+from sim2real_bench.plugins.imaging import falloff, uniform
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ def iris_striations(layers: EyeLayers, strength: Tensor, generator: torch.Genera
     count = strength.shape[0]
     profile = periodic_profile(count, 256, 60, generator)
     streaks = sample_profile(profile.unsqueeze(1), layers.iris_angle / torch.pi)
-    collarette = torch.exp(-((layers.iris_radius - 0.45) / 0.08).square()).unsqueeze(1)
+    collarette = falloff(-((layers.iris_radius - 0.45) / 0.08).square()).unsqueeze(1)
     texture = 1 + strength.view(-1, 1, 1, 1) * (0.5 * streaks - collarette)
     return texture.clamp_min(0.2)
 
@@ -82,7 +82,7 @@ def lash_row(count: int, number: int, samples: int, generator: torch.Generator) 
     position = torch.linspace(-1, 1, samples).view(1, 1, -1)
     roots = torch.empty(count, number, 1).uniform_(-0.95, 0.95, generator=generator)
     length = torch.empty(count, number, 1).uniform_(0.6, 1.3, generator=generator)
-    strands = torch.exp(-((position - roots) / 0.02).square())
+    strands = falloff(-((position - roots) / 0.02).square())
     density = strands.amax(1)
     reach = (strands * length).sum(1) / strands.sum(1).clamp_min(1e-6)
     return torch.stack([density, reach.clamp_min(0.6)], 1)
@@ -102,9 +102,9 @@ def lashes(layers: EyeLayers, geometry: EyeGeometry, count: int, generator: torc
         slanted = layers.along_eye - 0.8 * layers.along_eye * height / geometry.half_width
         row = sample_profile(lash_row(images, number, 256, generator), slanted)
         reach = length * row[:, 1:]
-        strand = row[:, :1] * torch.exp(-height.unsqueeze(1) / reach) * (height.unsqueeze(1) < reach)
+        strand = row[:, :1] * falloff(-height.unsqueeze(1) / reach) * (height.unsqueeze(1) < reach)
         strand = strand * (margin.unsqueeze(1) > -0.5)
-        line = (torch.exp(-(margin / 0.8).square()) * (layers.along_eye.abs() < 0.95)).unsqueeze(1)
+        line = (falloff(-(margin / 0.8).square()) * (layers.along_eye.abs() < 0.95)).unsqueeze(1)
         coverage = torch.maximum(coverage, torch.maximum(strand, 0.6 * line))
     return coverage
 
@@ -144,8 +144,8 @@ class WebcamEyes(EyeDomain):
 
         above, below = layers.above_upper_lid.unsqueeze(1), layers.below_lower_lid.unsqueeze(1)
         crease_height = uniform(count, 3.0, 7.0, generator)
-        crease = torch.exp(-((above - crease_height) / uniform(count, 0.8, 1.8, generator)).square())
-        fold = torch.exp(-((below - uniform(count, 2.5, 5.0, generator)) / 1.5).square())
+        crease = falloff(-((above - crease_height) / uniform(count, 0.8, 1.8, generator)).square())
+        fold = falloff(-((below - uniform(count, 2.5, 5.0, generator)) / 1.5).square())
         within = (1 - smoothstep(0.7, 1.1, layers.along_eye.abs())).unsqueeze(1)
         depth = uniform(count, 0.3, 1.0, generator) * config.crease_depth
         image = image * (1 - depth * crease * within) * (1 - 0.5 * depth * fold * within)
@@ -159,7 +159,7 @@ class WebcamEyes(EyeDomain):
         xs = torch.arange(width, dtype=torch.float32).view(1, 1, 1, -1) + 0.5
         glint_x = layers.iris_center_x.unsqueeze(1) + offset_x
         glint_y = layers.iris_center_y.unsqueeze(1) + offset_y
-        spot = torch.exp(-((xs - glint_x).square() + (ys - glint_y).square()) / (2 * 0.7**2))
+        spot = falloff(-((xs - glint_x).square() + (ys - glint_y).square()) / (2 * 0.7**2))
         image = image + uniform(count, 0.4, 1.0, generator) * config.glint * spot * layers.aperture.unsqueeze(1)
 
         image = image * illumination(count, height, width, config, generator)
