@@ -64,7 +64,7 @@ def gaussian_blur(images: Tensor, sigma: Tensor) -> Tensor:
     count, channels, height, width = images.shape
     radius = max(1, math.ceil(3 * float(sigma.max())))
     offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    kernel = falloff(-0.5 * (offsets.view(1, -1) / sigma.view(-1, 1).clamp_min(1e-3)) ** 2)
+    kernel = torch.exp(-0.5 * (offsets.view(1, -1) / sigma.view(-1, 1).clamp_min(1e-3)) ** 2)
     kernel = (kernel / kernel.sum(1, keepdim=True)).repeat_interleave(channels, 0)
     flat = images.reshape(1, count * channels, height, width)
     flat = F.pad(flat, (radius, radius, radius, radius), mode="replicate")

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from sim2real_bench.data import ProceduralDataset, Samples
 from sim2real_bench.plugins.eyes.geometry import EyeGeometry, EyeLayers, sample_geometry, trace
-from sim2real_bench.plugins.imaging import falloff, uniform
+from sim2real_bench.plugins.imaging import uniform
 
 
 def smoothstep(low: float, high: float, value: Tensor) -> Tensor:
@@ -53,10 +53,10 @@ def shade_eye(
     iris = iris_albedo * (1 - 0.5 * smoothstep(0.7, 1.0, layers.iris_radius.unsqueeze(1)))
     eye = lerp(eye, iris, iris_mask)
     eye = lerp(eye, pupil_albedo.expand_as(eye), pupil_mask)
-    eye = eye * (1 - 0.35 * falloff(-(-above_upper).clamp_min(0) / 2.0))
+    eye = eye * (1 - 0.35 * torch.exp(-(-above_upper).clamp_min(0) / 2.0))
 
     outside = above_upper.clamp_min(0) + below_lower.clamp_min(0)
-    skin = skin_albedo * (1 - 0.15 * falloff(-outside / 4.0))
+    skin = skin_albedo * (1 - 0.15 * torch.exp(-outside / 4.0))
     return lerp(skin, eye, aperture)
 
 

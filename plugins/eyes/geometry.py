@@ -98,11 +98,8 @@ class EyeLayers:
 
 
 def _soft(distance: Tensor) -> Tensor:
-    """Antialiased step: about one pixel wide.
-
-    Clamped at 40 (a step of 1 - 4e-18) so that far pixels stay normal floats (see ``imaging.falloff``).
-    """
-    return torch.sigmoid((distance * 2.5).clamp(-40.0, 40.0))
+    """Antialiased step: about one pixel wide."""
+    return torch.sigmoid(distance * 2.5)
 
 
 def trace(geometry: EyeGeometry, height: int, width: int) -> EyeLayers:
