@@ -35,6 +35,14 @@ def test_the_contract_covers_every_built_in_trained_refiner() -> None:
     assert {"simgan", "cyclegan", "cut", "sdedit", "unsb"} <= set(TRAINED)
 
 
+def test_every_refiners_refine_settings_are_fields_of_its_config() -> None:
+    """The fit's cache key leaves them out by name: a name that is no field would fail every run of the refiner."""
+    for name, entry in Registry().entries("refiners").items():
+        fields = {field.name for field in dataclasses.fields(entry.factory.Config)}
+        assert set(entry.factory.refine_settings) <= fields, name
+    assert "t0" in Registry().get("refiners", "sdedit").refine_settings
+
+
 def build(name: str, init_seed: int = 0, **changes: Any) -> Refiner:
     """The refiner's smoke preset with ``changes`` (those its config has), weights drawn from ``init_seed``."""
     refiner_class = Registry().get("refiners", name)
