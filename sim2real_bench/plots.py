@@ -84,19 +84,22 @@ def error_against_label_shift(table: pd.DataFrame, path: Path, title: str) -> bo
     error, shift = f"target/{primary}", f"label_shift/{primary}"
     if shift not in table or table[shift].isna().all():
         return False
-    figure, axes = plt.subplots(figsize=(6.4, 4.4))
-    for name, row in table.iterrows():
+    figure, axes = plt.subplots(figsize=(9.0, 4.4))
+    colors, markers = plt.get_cmap("tab20").colors, "os^DvP*Xph<>"
+    for index, (name, row) in enumerate(table.iterrows()):
         if row["role"] == "reference":
             axes.axhline(row[error], color="tab:gray", linestyle="--", linewidth=1, label=display_name(name, row))
         elif not pd.isna(row[shift]):
             axes.errorbar(row[shift], row[error], xerr=np.nan_to_num(row.get(f"{shift} se", 0.0)),
-                          yerr=np.nan_to_num(row.get(f"{error} se", 0.0)), fmt="o", capsize=3)
-            axes.annotate(name, (row[shift], row[error]), textcoords="offset points", xytext=(5, 4), fontsize=8)
+                          yerr=np.nan_to_num(row.get(f"{error} se", 0.0)), fmt=markers[index % len(markers)],
+                          color=colors[index % len(colors)], capsize=3, label=name)
     axes.set_xlabel(f"{shift} (synthetic vs refined, probe's predictions)")
     axes.set_ylabel(error)
     axes.set_title(title)
     axes.grid(alpha=0.3)
-    axes.legend(fontsize=8, loc="upper right")
+    # Names go in a legend beside the axes, each with its own colour and marker: labels written at the
+    # points overlapped wherever rows cluster (the settings of one refiner, or refiners of similar shift).
+    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
