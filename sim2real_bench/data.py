@@ -68,6 +68,11 @@ class Dataset(ABC):
     """One name per label column, for ``labels.csv`` files and reports; the pipeline
     reads labels by these names, in the task's column order."""
 
+    version: ClassVar[int] = 1
+    """Bumped whenever the same spec and seed would give other images or labels (a renderer recalibrated).
+    Runs log it beside the spec and cache keys include it, so a run made before the change stays
+    readable as a run of the old domain and no cache entry of it is taken for the new one."""
+
     input_space: str | None = None
     """The task input space (``Task.input_space()``) the images already are in, if any:
     an export of refined images. The pipeline does not apply that space again."""
@@ -95,7 +100,7 @@ class Dataset(ABC):
 
     def identity(self, split: str, size: int, seed: int) -> str:
         """A string that changes whenever ``load`` would return different data (cache keys)."""
-        return f"{self.spec}|{split}|{size}|{seed}"
+        return f"{self.spec}|v{self.version}|{split}|{size}|{seed}"
 
     def _check_split(self, split: str) -> None:
         if split not in SPLITS:

@@ -92,6 +92,8 @@ class Plan:
             "source": self.source.spec,
             "target": self.target.spec,
             "target_test": self.target_test.spec,
+            "data_versions": {"source": self.source.version, "target": self.target.version,
+                              "target_test": self.target_test.version},
             "device": str(self.compute.device),
             "precision": self.compute.precision,
             "data": dataclasses.asdict(self.data),

@@ -23,6 +23,7 @@ from sim2real_bench.cli import main
 from sim2real_bench.device import resolve_compute
 from sim2real_bench.registry import Registry
 from sim2real_bench.plan import RunSpec, build_dataset, resolve
+from sim2real_bench.plugins.eyes.synthetic import SynthEyes
 from sim2real_bench.stages import RunContext, in_input_space, load, to_input_space
 from sim2real_bench.store import Store
 from sim2real_bench.tracking import Tracker
@@ -91,7 +92,7 @@ def test_manifest_says_what_produced_the_export(exported) -> None:
     manifest = json.loads((out / "refiner.json").read_text())
     assert manifest["refiner"] == "simgan" and manifest["samples"] == LIMIT
     assert manifest["config"]["refiner_config"]["steps"] > 0
-    assert "synth-eyes|train" in manifest["data"]["source"]
+    assert manifest["data"]["source"].startswith(f"synth-eyes|v{SynthEyes.version}|train")
     assert {"torch", "s2r_bench"} <= set(manifest["versions"])
     logged = MlflowClient(uri).get_run(manifest["mlflow_run_id"])
     assert logged.info.status == "FINISHED" and logged.data.tags["s2r.role"] == "export"

@@ -6,10 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from sim2real_bench.plan import RunSpec, resolve
 from sim2real_bench.plugins.eyes.synthetic import SynthEyes
 from sim2real_bench.plugins.eyes.webcam import WebcamEyes
 from sim2real_bench.plugins.hands.kinect import KinectHands
 from sim2real_bench.plugins.hands.synthetic import SynthHands
+from sim2real_bench.registry import Registry
 
 DOMAINS = [SynthEyes("synth-eyes"), WebcamEyes("webcam-eyes"), SynthHands("synth-hands"), KinectHands("kinect-hands")]
 ids = [d.name for d in DOMAINS]
@@ -34,3 +36,14 @@ def test_first_samples_do_not_depend_on_the_size_asked(domain) -> None:
     small, large = domain.load("train", 10, seed=0), domain.load("train", domain.chunk_size + 10, seed=0)
     assert torch.equal(small.images, large.images[:10])
     assert torch.equal(small.labels, large.labels[:10])
+
+
+def test_a_recalibrated_domain_is_a_new_cache_identity_and_its_version_is_in_the_run_config() -> None:
+    # Old runs stay interpretable and no cached split of the old renderer is taken for the new one.
+    class Recalibrated(SynthEyes):
+        version = SynthEyes.version + 1
+
+    assert Recalibrated("synth-eyes").identity("train", 10, 0) != SynthEyes("synth-eyes").identity("train", 10, 0)
+    config = resolve(RunSpec(refiner="none", task="gaze", budget="smoke"), Registry()).config()
+    assert config["data_versions"] == {"source": SynthEyes.version, "target": WebcamEyes.version,
+                                       "target_test": WebcamEyes.version}
