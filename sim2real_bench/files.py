@@ -208,13 +208,14 @@ class FileDataset(Dataset):
         return self._orders[split, salt]
 
     def identity(self, split: str, size: int, seed: int) -> str:
-        """The folder, its index and the size and mtime of every file behind the selected samples."""
+        """:meth:`Dataset.identity` (spec, version, split, size, seed) and a digest of the folder, its index and the
+        size and mtime of every file behind the selected samples."""
         self._check_split(split)
         if (split, size, seed) not in self._identities:
             files = sorted({file for record in self._ordered(split, seed)[:size] for file in record.files})
             stats = [(file, *_stat(self.root / file)) for file in files]
             digest = store.key(str(self.root), self._digest, stats)
-            self._identities[split, size, seed] = f"{self.spec}|{split}|{size}|{seed}|{digest}"
+            self._identities[split, size, seed] = f"{super().identity(split, size, seed)}|{digest}"
         return self._identities[split, size, seed]
 
     def load(self, split: str, size: int, seed: int, progress: Progress | None = None) -> Samples:
