@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 import torch
+from torch import Tensor
 
 from sim2real_bench.data import Samples
 from sim2real_bench.errors import ConfigError
 from sim2real_bench.plugins.eyes.synthetic import SynthEyes
 from sim2real_bench.plugins.eyes.webcam import WebcamEyes
-from sim2real_bench.plugins.eyes.geometry import PITCH_RANGE, YAW_RANGE
+from sim2real_bench.plugins.eyes.geometry import PITCH_RANGE, YAW_RANGE, EyeGeometry, sample_geometry, trace
 
 DOMAINS = [SynthEyes("synth-eyes"), WebcamEyes("webcam-eyes")]
 ids = [d.name for d in DOMAINS]
@@ -59,6 +61,48 @@ def test_gaze_moves_the_iris() -> None:
     centroid = (darkness * columns).sum(1) / darkness.sum(1)
     correlation = torch.corrcoef(torch.stack([centroid, samples.labels[:, 1]]))[0, 1]
     assert correlation > 0.7
+
+
+def _posed(pitch: float, yaw: float, count: int = 64) -> EyeGeometry:
+    geometry = sample_geometry(count, 35, 55, torch.Generator().manual_seed(0))
+    return dataclasses.replace(geometry, pitch=torch.full_like(geometry.pitch, pitch),
+                               yaw=torch.full_like(geometry.yaw, yaw))
+
+
+def _visible_iris_rows(pitch: float) -> tuple[Tensor, Tensor]:
+    """Per eye: topmost and bottommost row where the iris shows through the lid aperture."""
+    layers = trace(_posed(pitch, 0.0), 35, 55)
+    rows = torch.arange(35, dtype=torch.float32).view(1, -1) + 0.5
+    shown = ((layers.iris * layers.aperture) > 0.5).any(2)
+    top = torch.where(shown, rows, torch.inf).amin(1)
+    bottom = torch.where(shown, rows, -torch.inf).amax(1)
+    return top, bottom
+
+
+def test_at_primary_gaze_the_iris_sits_at_or_above_the_corner_line_and_the_upper_lid_covers_its_top() -> None:
+    # Real eyes at primary gaze (MRD1 < MRD2): a regressor trained with the iris below the corner line read
+    # every real eye as looking up (results/calibration.md).
+    geometry = _posed(0.0, 0.0)
+    layers = trace(geometry, 35, 55)
+    assert bool((layers.iris_center_y <= geometry.center_y).all())
+    iris_top = (layers.iris_center_y - geometry.iris_radius).flatten()
+    top, _ = _visible_iris_rows(0.0)
+    assert float((top - 0.5 - iris_top).mean()) > 0.5  # the lid hides the limbus's top
+
+
+def test_a_gaze_straight_at_the_camera_draws_a_round_iris_not_a_dark_aperture() -> None:
+    layers = trace(_posed(0.0, 0.0), 35, 55)
+    iris_inside = (layers.iris * layers.aperture).sum((1, 2))
+    assert bool((iris_inside < 0.8 * layers.aperture.sum((1, 2))).all())
+
+
+def test_the_upper_lid_follows_the_iris_down_so_it_still_covers_the_iris_top() -> None:
+    # The upper lid rides on the globe: a lid that stayed put would uncover sclera above a lowered iris.
+    geometry = _posed(-0.3, 0.0)
+    layers = trace(geometry, 35, 55)
+    iris_top = (layers.iris_center_y - geometry.iris_radius).flatten()
+    top, _ = _visible_iris_rows(-0.3)
+    assert float((top - 0.5 - iris_top).mean()) > 0.8  # 1.1 px here; a lid following half as far: 0.5
 
 
 def test_webcam_eyes_are_histogram_equalized() -> None:

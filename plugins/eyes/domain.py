@@ -65,6 +65,10 @@ class EyeDomain(ProceduralDataset):
 
     label_kind: ClassVar[str] = "gaze"
     label_names: ClassVar[tuple[str, ...]] = ("pitch", "yaw")
+    version: ClassVar[int] = 2
+    """2: the anatomical geometry of :func:`sample_geometry` (iris above the corner line, lids
+    against the iris and following it); 1 put the iris below the corner line inside an open,
+    round aperture (``results/calibration.md`` has both)."""
     height: ClassVar[int] = 35
     width: ClassVar[int] = 55
 

@@ -29,7 +29,7 @@ class EyeGeometry:
     pitch: Tensor
     yaw: Tensor
     center_x: Tensor
-    """Centre of the eye opening."""
+    """Midpoint between the eye corners."""
     center_y: Tensor
     half_width: Tensor
     """Half the width of the eye opening (corner to corner)."""
@@ -37,9 +37,9 @@ class EyeGeometry:
     iris_radius: Tensor
     pupil_radius: Tensor
     upper_lid: Tensor
-    """Height of the upper lid's apex above the centre, at zero pitch."""
+    """Height of the upper lid's apex above the corner line, at zero pitch."""
     lower_lid: Tensor
-    """Depth of the lower lid's lowest point below the centre, at zero pitch."""
+    """Depth of the lower lid's lowest point below the corner line, at zero pitch."""
     tilt: Tensor
     """Rotation of the eye corners' axis (head roll)."""
 
@@ -53,11 +53,34 @@ def _uniform(count: int, low: float, high: float, generator: torch.Generator) ->
     return torch.empty(count, 1, 1).uniform_(low, high, generator=generator)
 
 
+IRIS_RISE = 0.1
+"""Height of the eyeball's centre above the line between the eye corners, in eyeball radii.
+
+At primary gaze the corneal reflex lies slightly closer to the upper lid margin
+than to the lower one (MRD1 about 4.5 mm, MRD2 about 5.3 mm in adults), with the
+canthi at or below it, so the iris sits at or above the corner line. Version 1 put
+it 0.1 radii *below*; a regressor trained on that read every real eye at primary
+gaze as looking about 10 degrees up (Columbia subjects 1-9, results/calibration.md).
+"""
+UPPER_LID_FOLLOWS = 0.9
+LOWER_LID_FOLLOWS = 0.3
+"""How far each lid margin moves with the iris's vertical travel (the upper lid rides
+on the globe and follows it nearly one to one; the lower lid moves less)."""
+
+
 def sample_geometry(count: int, height: int, width: int, generator: torch.Generator) -> EyeGeometry:
-    """Draw ``count`` eyes filling a ``height x width`` crop as eye-crop pipelines do."""
-    half_width = _uniform(count, 0.30, 0.40, generator) * width
-    eyeball_radius = half_width / _uniform(count, 1.15, 1.35, generator)
-    iris_radius = eyeball_radius * _uniform(count, 0.46, 0.54, generator)
+    """Draw ``count`` eyes filling a ``height x width`` crop as normalized real eye crops do.
+
+    Proportions follow adult anatomy and the real MPIIGaze crops of
+    ``results/calibration.md``: the eye spans 70-90 % of the crop width, the iris
+    diameter exceeds the lid aperture, the upper lid covers the iris's top by up to
+    a third of its radius and the lower lid lies about at its bottom.
+    """
+    half_width = _uniform(count, 0.36, 0.44, generator) * width
+    eyeball_radius = half_width / _uniform(count, 1.2, 1.4, generator)
+    iris_radius = eyeball_radius * _uniform(count, 0.44, 0.52, generator)
+    iris_top = iris_radius + IRIS_RISE * eyeball_radius  # above the corner line, at zero pitch
+    iris_bottom = iris_radius - IRIS_RISE * eyeball_radius  # below it
     return EyeGeometry(
         pitch=_uniform(count, *PITCH_RANGE, generator),
         yaw=_uniform(count, *YAW_RANGE, generator),
@@ -66,9 +89,9 @@ def sample_geometry(count: int, height: int, width: int, generator: torch.Genera
         half_width=half_width,
         eyeball_radius=eyeball_radius,
         iris_radius=iris_radius,
-        pupil_radius=iris_radius * _uniform(count, 0.28, 0.5, generator),
-        upper_lid=half_width * _uniform(count, 0.42, 0.6, generator),
-        lower_lid=half_width * _uniform(count, 0.3, 0.42, generator),
+        pupil_radius=iris_radius * _uniform(count, 0.3, 0.45, generator),
+        upper_lid=iris_top - iris_radius * _uniform(count, 0.0, 0.35, generator),
+        lower_lid=iris_bottom + iris_radius * _uniform(count, -0.2, 0.15, generator),
         tilt=_uniform(count, -0.12, 0.12, generator),
     )
 
@@ -116,8 +139,10 @@ def trace(geometry: EyeGeometry, height: int, width: int) -> EyeLayers:
     along = u / g.half_width
     shape = (1 - along.square()).clamp_min(0) ** 0.8
     sin_pitch = torch.sin(g.pitch)
-    upper_margin = -(g.upper_lid + 0.45 * g.eyeball_radius * sin_pitch) * shape
-    lower_margin = (g.lower_lid - 0.15 * g.eyeball_radius * sin_pitch) * shape
+    plane = torch.sqrt(g.eyeball_radius.square() - g.iris_radius.square())
+    rise = plane * sin_pitch  # how far the iris moves up with pitch
+    upper_margin = -(g.upper_lid + UPPER_LID_FOLLOWS * rise) * shape
+    lower_margin = (g.lower_lid - LOWER_LID_FOLLOWS * rise) * shape
     above_upper = upper_margin - v
     below_lower = v - lower_margin
     inside_corners = (1 - along.abs()) * g.half_width
@@ -128,11 +153,14 @@ def trace(geometry: EyeGeometry, height: int, width: int) -> EyeLayers:
     gaze_x = cos_p * torch.sin(g.yaw)
     gaze_y = -sin_pitch
     gaze_z = cos_p * torch.cos(g.yaw)
-    ball_x, ball_y = g.center_x, g.center_y + 0.1 * g.eyeball_radius
-    plane = torch.sqrt(g.eyeball_radius.square() - g.iris_radius.square())
+    ball_x, ball_y = g.center_x, g.center_y - IRIS_RISE * g.eyeball_radius
     iris_x, iris_y = ball_x + plane * gaze_x, ball_y + plane * gaze_y
-    tilt_norm = torch.sqrt(gaze_x.square() + gaze_y.square()).clamp_min(1e-6)
-    axis_x, axis_y = gaze_x / tilt_norm, gaze_y / tilt_norm
+    # The iris ellipse's short axis points along the gaze's tilt; looking straight
+    # at the camera it is a circle and any axis will do (the image's x).
+    tilt_norm = torch.sqrt(gaze_x.square() + gaze_y.square())
+    facing = tilt_norm < 1e-6
+    axis_x = torch.where(facing, 1.0, gaze_x / tilt_norm.clamp_min(1e-6))
+    axis_y = torch.where(facing, 0.0, gaze_y / tilt_norm.clamp_min(1e-6))
     ix, iy = xs - iris_x, ys - iris_y
     radial = (ix * axis_x + iy * axis_y) / gaze_z
     across = -ix * axis_y + iy * axis_x
