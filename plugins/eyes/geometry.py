@@ -63,9 +63,9 @@ it 0.1 radii *below*; a regressor trained on that read every real eye at primary
 gaze as looking about 10 degrees up (Columbia subjects 1-9, results/calibration.md).
 """
 UPPER_LID_FOLLOWS = 0.9
+"""Share of the iris's vertical travel that the upper lid margin follows: it rides on the globe."""
 LOWER_LID_FOLLOWS = 0.3
-"""How far each lid margin moves with the iris's vertical travel (the upper lid rides
-on the globe and follows it nearly one to one; the lower lid moves less)."""
+"""Share of the iris's vertical travel that the lower lid margin follows: it moves less."""
 
 
 def sample_geometry(count: int, height: int, width: int, generator: torch.Generator) -> EyeGeometry:
