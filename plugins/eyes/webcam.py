@@ -2,20 +2,22 @@
 
 It is not real data. It draws the same eye geometry as ``synth-eyes`` (so labels
 mean the same thing) and forms the image the way a face in front of a laptop
-webcam does, adding what the clean renderer lacks:
+webcam looks in MPIIGaze's normalized crops, adding what the clean renderer lacks:
 
-* face: skin texture (1/f noise, as skin albedo varies), the eyelid crease and
-  the lower-lid fold, eyelashes along both lid margins;
-* eye: radial iris striations and a collarette, uneven sclera, a corneal glint of
-  the screen or a lamp;
+* face: smooth skin shading with faint texture, the upper lid's dark lash line,
+  the lid crease above it and the lower-lid fold below the eye;
+* eye: a near-black iris (webcam exposure leaves little iris detail), sclera in
+  the shadow of lids and lashes toward the corners, the caruncle at the inner
+  corner and longer lashes at the outer one (MPIIGaze crops all show one eye's
+  side: left eyes are mirrored), a corneal glint in some crops;
 * light: a brightness gradient, a shadow cast by the brow, vignetting;
-* camera: defocus blur, Poisson-Gaussian sensor noise, JPEG compression;
+* camera: defocus blur, faint Poisson-Gaussian sensor noise, JPEG compression;
 * normalization: per-image histogram equalization, as MPIIGaze's normalized crops
   have (``../shared/facts.md``), so global intensity statistics say nothing of
   the domain and the gap lives in structure and texture.
 
 The strengths are the fields of :class:`CaptureConfig`; their defaults are the
-calibration documented in ``results/calibration.md``.
+calibration against real MPIIGaze crops documented in ``results/calibration.md``.
 """
 
 from __future__ import annotations
@@ -32,22 +34,45 @@ from sim2real_bench.plugins.eyes.geometry import EyeGeometry, EyeLayers
 from sim2real_bench.plugins.imaging import falloff, uniform
 
 
+Range = tuple[float, float]
+
+
 @dataclass(frozen=True)
 class CaptureConfig:
-    """Strength of each effect of the capture model (upper ends of per-image draws)."""
+    """The capture model's settings: each range is a per-image uniform draw (low, high).
 
-    skin_texture: float = 0.15
-    crease_depth: float = 0.35
-    lash_darkness: float = 0.8
-    lash_count: int = 28
-    iris_striation: float = 0.3
-    glint: float = 0.8
+    Albedo factors multiply the clean renderer's albedos; darkness and depth are
+    the share of light an effect takes away at its centre; sizes are pixels of the
+    35x55 crop.
+    """
+
+    skin_shading: float = 0.15
+    """Std of the smooth (1/f^4) skin albedo variation: light and shape across the face."""
+    skin_texture: float = 0.04
+    """Std of the fine (1/f^2.5) skin texture; equalization amplifies whatever flat skin holds."""
+    sclera_albedo: Range = (0.55, 0.85)
+    iris_albedo: Range = (0.2, 0.5)
+    iris_striation: float = 0.2
+    lash_darkness: Range = (0.3, 0.6)
+    lash_width: Range = (1.5, 3.0)
+    outer_lashes: Range = (0.15, 0.35)
+    """Extra darkness of the lash line toward the outer corner (the image's left)."""
+    crease_height: Range = (4.0, 9.0)
+    crease_width: Range = (1.5, 3.0)
+    crease_depth: Range = (0.2, 0.5)
+    fold_depth: Range = (0.15, 0.4)
+    corner_shadow: Range = (0.1, 0.35)
+    """Sclera darkening toward the corners, twice as strong at the inner (nasal) one."""
+    caruncle: Range = (0.2, 0.5)
+    glint_share: float = 0.4
+    """Share of crops with a corneal glint."""
+    glint: Range = (0.3, 0.8)
     gradient: float = 0.4
     brow_shadow: float = 0.45
-    blur_sigma: tuple[float, float] = (0.3, 1.2)
-    read_noise: float = 0.012
-    shot_noise_gain: float = 0.003
-    jpeg_quality: tuple[float, float] = (40.0, 90.0)
+    blur_sigma: Range = (0.8, 1.5)
+    read_noise: float = 0.0015
+    shot_noise_gain: float = 0.0002
+    jpeg_quality: Range = (70.0, 95.0)
 
 
 def periodic_profile(count: int, samples: int, terms: int, generator: torch.Generator) -> Tensor:
@@ -77,36 +102,55 @@ def iris_striations(layers: EyeLayers, strength: Tensor, generator: torch.Genera
     return texture.clamp_min(0.2)
 
 
-def lash_row(count: int, number: int, samples: int, generator: torch.Generator) -> Tensor:
-    """``(count, 2, samples)`` along one lid margin: lash density and lash length (pixels)."""
-    position = torch.linspace(-1, 1, samples).view(1, 1, -1)
-    roots = torch.empty(count, number, 1).uniform_(-0.95, 0.95, generator=generator)
-    length = torch.empty(count, number, 1).uniform_(0.6, 1.3, generator=generator)
-    strands = falloff(-((position - roots) / 0.02).square())
-    density = strands.amax(1)
-    reach = (strands * length).sum(1) / strands.sum(1).clamp_min(1e-6)
-    return torch.stack([density, reach.clamp_min(0.6)], 1)
+def lid_shading(layers: EyeLayers, config: CaptureConfig, generator: torch.Generator) -> Tensor:
+    """A multiplicative field of the lids: the lash line, the crease above it, the fold below the eye.
 
-
-def lashes(layers: EyeLayers, geometry: EyeGeometry, count: int, generator: torch.Generator) -> Tensor:
-    """Coverage in [0, 1] of lashes along both lid margins, plus the dark lash line.
-
-    Lashes grow out of the margin and fan outward toward the corners; each lid's
-    row of roots is a 1D texture looked up along the slanted lid coordinate.
+    In a real crop the upper lid's margin and lashes are one dark band, darkest
+    toward the outer corner; between it and the crease the lid skin is bright.
     """
-    images = layers.aperture.shape[0]
-    coverage = torch.zeros(images, 1, *layers.aperture.shape[1:])
-    lids = ((layers.above_upper_lid, count, 4.0), (layers.below_lower_lid, count // 3, 2.0))
-    for margin, number, length in lids:
-        height = margin.clamp_min(0)
-        slanted = layers.along_eye - 0.8 * layers.along_eye * height / geometry.half_width
-        row = sample_profile(lash_row(images, number, 256, generator), slanted)
-        reach = length * row[:, 1:]
-        strand = row[:, :1] * falloff(-height.unsqueeze(1) / reach) * (height.unsqueeze(1) < reach)
-        strand = strand * (margin.unsqueeze(1) > -0.5)
-        line = (falloff(-(margin / 0.8).square()) * (layers.along_eye.abs() < 0.95)).unsqueeze(1)
-        coverage = torch.maximum(coverage, torch.maximum(strand, 0.6 * line))
-    return coverage
+    count = layers.aperture.shape[0]
+    above, below = layers.above_upper_lid.unsqueeze(1), layers.below_lower_lid.unsqueeze(1)
+    side = layers.along_eye.unsqueeze(1)
+    within = 1 - smoothstep(0.85, 1.3, side.abs())
+
+    lash = falloff(-((above - uniform(count, 0.0, 1.0, generator)) / uniform(count, *config.lash_width, generator)).square())
+    lash = lash * (1 - smoothstep(0.95, 1.25, side.abs()))
+    toward_corners = 0.5 + 0.5 * smoothstep(0.3, 0.9, side.abs())
+    outer = smoothstep(0.4, 0.9, -side)
+    crease_height = uniform(count, *config.crease_height, generator)
+    crease = falloff(-((above - crease_height) / uniform(count, *config.crease_width, generator)).square()) * within
+    fold = falloff(-((below - uniform(count, 3.0, 6.0, generator)) / uniform(count, 1.2, 2.5, generator)).square())
+    return ((1 - uniform(count, *config.lash_darkness, generator) * lash * toward_corners) * (1 - uniform(count, *config.outer_lashes, generator) * outer * lash)
+            * (1 - uniform(count, *config.crease_depth, generator) * crease) * (1 - uniform(count, *config.fold_depth, generator) * fold * within))
+
+
+def corner_shading(layers: EyeLayers, config: CaptureConfig, generator: torch.Generator) -> Tensor:
+    """Sclera shadowed toward the corners, most at the inner one, and the caruncle there.
+
+    MPIIGaze mirrors left eyes, so every crop has its inner (nasal) corner on the
+    image's right; a left-right symmetric eye is told from real crops by that alone.
+    """
+    count = layers.aperture.shape[0]
+    side = layers.along_eye.unsqueeze(1)
+    aperture = layers.aperture.unsqueeze(1)
+    sclera = aperture * (1 - layers.iris.unsqueeze(1))
+    nasal = smoothstep(0.5, 1.0, side)
+    shadow = uniform(count, *config.corner_shadow, generator) * smoothstep(0.3, 0.9, side.abs()) * (1 + nasal)
+    caruncle = uniform(count, *config.caruncle, generator) * falloff(-((side - 0.92) / 0.1).square()) * aperture
+    return (1 - shadow * sclera) * (1 - caruncle)
+
+
+def glint(geometry: EyeGeometry, layers: EyeLayers, config: CaptureConfig, generator: torch.Generator) -> Tensor:
+    """The additive corneal reflection of a screen or lamp, on a share of the crops, near the iris centre."""
+    count, height, width = layers.aperture.shape
+    iris_radius = geometry.iris_radius.view(-1, 1, 1, 1)
+    x = layers.iris_center_x.unsqueeze(1) + uniform(count, -0.4, 0.4, generator) * iris_radius
+    y = layers.iris_center_y.unsqueeze(1) + uniform(count, -0.5, 0.2, generator) * iris_radius
+    ys = torch.arange(height, dtype=torch.float32).view(1, 1, -1, 1) + 0.5
+    xs = torch.arange(width, dtype=torch.float32).view(1, 1, 1, -1) + 0.5
+    spot = falloff(-((xs - x).square() + (ys - y).square()) / (2 * 0.6**2))
+    shown = uniform(count, 0.0, 1.0, generator) < config.glint_share
+    return shown * uniform(count, *config.glint, generator) * spot * layers.aperture.unsqueeze(1)
 
 
 def illumination(count: int, height: int, width: int, config: CaptureConfig, generator: torch.Generator) -> Tensor:
@@ -129,42 +173,31 @@ class WebcamEyes(EyeDomain):
     mechanics, to be confirmed on MPIIGaze with the ``mpiigaze:PATH`` loader.
     """
 
+    version = 3
+    """3: the capture model calibrated against real MPIIGaze crops (lash line, crease and fold, dark iris,
+    shadowed sclera, one eye's side, faint noise); 2 and 1 speckled flat skin and drew white sclera and strand
+    lashes (``results/calibration.md``). The geometry is ``synth-eyes``' version 2 either way."""
     capture = CaptureConfig()
 
     def form_image(self, geometry: EyeGeometry, layers: EyeLayers, generator: torch.Generator) -> Tensor:
         config = self.capture
         count, height, width = layers.aperture.shape
-        skin_texture = 1 + uniform(count, 0.3, 1.0, generator) * config.skin_texture * (
-            imaging.pink_noise(count, height, width, 2.5, generator)
-            + 0.25 * imaging.pink_noise(count, height, width, 1.0, generator)
-        )
-        sclera_texture = 1 - 0.06 * imaging.pink_noise(count, height, width, 2.0, generator).abs()
-        iris_texture = iris_striations(layers, uniform(count, 0.5, 1.0, generator).flatten() * config.iris_striation, generator)
+
+        skin_texture = (1 + uniform(count, 0.3, 1.0, generator) * config.skin_shading
+                        * imaging.pink_noise(count, height, width, 4.0, generator)
+                        + uniform(count, 0.0, 1.0, generator) * config.skin_texture
+                        * imaging.pink_noise(count, height, width, 2.5, generator))
+        sclera_texture = uniform(count, *config.sclera_albedo, generator) * (
+            1 - 0.05 * imaging.pink_noise(count, height, width, 2.0, generator).abs())
+        striation = uniform(count, 0.5, 1.0, generator).flatten() * config.iris_striation
+        iris_texture = uniform(count, *config.iris_albedo, generator) * iris_striations(layers, striation, generator)
         image = shade_eye(layers, generator, iris_texture, sclera_texture, skin_texture)
-
-        above, below = layers.above_upper_lid.unsqueeze(1), layers.below_lower_lid.unsqueeze(1)
-        crease_height = uniform(count, 3.0, 7.0, generator)
-        crease = falloff(-((above - crease_height) / uniform(count, 0.8, 1.8, generator)).square())
-        fold = falloff(-((below - uniform(count, 2.5, 5.0, generator)) / 1.5).square())
-        within = (1 - smoothstep(0.7, 1.1, layers.along_eye.abs())).unsqueeze(1)
-        depth = uniform(count, 0.3, 1.0, generator) * config.crease_depth
-        image = image * (1 - depth * crease * within) * (1 - 0.5 * depth * fold * within)
-
-        coverage = lashes(layers, geometry, config.lash_count, generator)
-        image = image * (1 - uniform(count, 0.5, 1.0, generator) * config.lash_darkness * coverage)
-
-        offset_x = uniform(count, -0.35, 0.35, generator) * geometry.iris_radius.unsqueeze(1)
-        offset_y = uniform(count, -0.45, 0.1, generator) * geometry.iris_radius.unsqueeze(1)
-        ys = torch.arange(height, dtype=torch.float32).view(1, 1, -1, 1) + 0.5
-        xs = torch.arange(width, dtype=torch.float32).view(1, 1, 1, -1) + 0.5
-        glint_x = layers.iris_center_x.unsqueeze(1) + offset_x
-        glint_y = layers.iris_center_y.unsqueeze(1) + offset_y
-        spot = falloff(-((xs - glint_x).square() + (ys - glint_y).square()) / (2 * 0.7**2))
-        image = image + uniform(count, 0.4, 1.0, generator) * config.glint * spot * layers.aperture.unsqueeze(1)
-
+        image = image * lid_shading(layers, config, generator) * corner_shading(layers, config, generator)
+        image = image + glint(geometry, layers, config, generator)
         image = image * illumination(count, height, width, config, generator)
+
         image = imaging.gaussian_blur(image, uniform(count, *config.blur_sigma, generator).flatten())
-        gain = uniform(count, 0.2, 1.0, generator) * config.shot_noise_gain
+        gain = uniform(count, 0.0, 1.0, generator) * config.shot_noise_gain
         read = uniform(count, 0.2, 1.0, generator) * config.read_noise
         image = imaging.sensor_noise(image.clamp(0, 1), gain, read, generator)
         image = imaging.jpeg(image.clamp(0, 1), uniform(count, *config.jpeg_quality, generator).flatten())
