@@ -6,8 +6,12 @@ agree. *Gap closed* is computed per seed, paired with the ``none`` and
 ``(err_none - err_refiner) / (err_none - err_oracle)`` for a lower-is-better metric.
 
 A row is a refiner, or, where the reported runs of one refiner differ in its
-settings (a ``t0`` sweep of ``sdedit``, ILVR on and off), one row per setting:
-``sdedit [ilvr_factor=4, t0=0.3]``. Nothing of two configurations is averaged together.
+settings (a ``t0`` sweep of ``sdedit``, ILVR on and off) or in the target it adapted
+to (the stand-in, a folder of real captures), one row per setting:
+``sdedit [ilvr_factor=4, t0=0.3]``, ``simgan [target=folder:/data/real-eyes]``.
+Nothing of two configurations is averaged together. A table compares runs on one
+test set, trained from one source with one task config: runs of a task that
+differ there are refused, with the way to report them apart.
 """
 
 from __future__ import annotations
@@ -24,6 +28,12 @@ from sim2real_bench.config import IDENTITY, ORACLE
 ROW = "row"
 """The column of :func:`finished_runs` naming each run's row: its refiner, and the settings that set it apart."""
 REFINER_SETTING = "params.refiner_config."
+TARGET = ("params.target", "params.data_versions.target")
+"""What a refiner adapts to: runs of one refiner that differ here are rows of their own, like its settings."""
+TASK_SETTING = "params.task_config."
+COMPARED_ON = ("params.source", "params.data_versions.source", "params.data.source_train",
+               "params.target_test", "params.data_versions.target_test", "params.data.test")
+"""What every run of one table shares, with the task config: where the task trains from and what it is tested on."""
 
 
 def finished_runs(tracking_uri: str, experiment: str | None, budget: str) -> pd.DataFrame:
@@ -52,22 +62,47 @@ def finished_runs(tracking_uri: str, experiment: str | None, budget: str) -> pd.
     if runs.empty:
         raise ConfigError(f"no finished {budget!r} runs with results in {where} of {tracking_uri}")
     runs = runs.assign(**{ROW: row_names(runs)})
-    return runs.drop_duplicates(subset=["params.task", ROW, "params.seed"], keep="first")
+    latest = runs.drop_duplicates(subset=["params.task", ROW, "params.seed"], keep="first")
+    check_comparable(latest, f"{where} of {tracking_uri}")
+    return latest
+
+
+def _setting(column: str) -> str:
+    return column.removeprefix(REFINER_SETTING).removeprefix("params.")
 
 
 def row_names(runs: pd.DataFrame) -> pd.Series:
-    """Each run's row: its refiner, plus ``[setting=value, ...]`` for the settings in which runs of that refiner
-    and task differ."""
-    settings = [column for column in runs.columns if column.startswith(REFINER_SETTING)]
+    """Each run's row: its refiner, plus ``[setting=value, ...]`` for the settings and target in which runs of
+    that refiner and task differ."""
+    settings = [column for column in runs.columns if column.startswith(REFINER_SETTING) or column in TARGET]
     names = runs["params.refiner"].copy()
     for _, group in runs.groupby(["params.task", "params.refiner"]):
         varying = [column for column in settings if group[column].nunique() > 1]
         if not varying:
             continue
         for index, run in group.iterrows():
-            label = ", ".join(f"{column.removeprefix(REFINER_SETTING)}={run[column]}" for column in varying)
+            label = ", ".join(f"{_setting(column)}={run[column]}" for column in varying)
             names[index] = f"{run['params.refiner']} [{label}]"
     return names
+
+
+def check_comparable(runs: pd.DataFrame, where: str) -> None:
+    """Refuse a table of runs tested on different data, or trained from another source or task config.
+
+    Their errors are not on one scale, and gap closed pairs each run with the
+    ``none`` and ``oracle`` runs of its seed; the latest run of each row would
+    otherwise decide silently which test set a row reports.
+    """
+    shared = [column for column in runs.columns if column in COMPARED_ON or column.startswith(TASK_SETTING)]
+    for task, group in runs.groupby("params.task"):
+        varying = {_setting(column): sorted(group[column].dropna().unique()) for column in shared
+                   if group[column].nunique() > 1}
+        if varying:
+            what = "; ".join(f"{name}: {', '.join(values)}" for name, values in varying.items())
+            raise ConfigError(f"the {task} runs in {where} differ in what they train from or are tested on ({what}); "
+                              "a table compares runs on one test set: give each set of runs its own experiment "
+                              "(`--experiment NAME` when running, then `report --experiment NAME`) or store "
+                              "(`--tracking-uri`)")
 
 
 def tables(runs: pd.DataFrame) -> dict[str, pd.DataFrame]:

@@ -30,7 +30,7 @@ def store(tracking_uri: str) -> str:
             run = client.create_run(experiment)
             params = {"refiner": refiner, "seed": str(seed), "budget": "quick", "task": "gaze",
                       "role": "reference" if refiner == "oracle" else "refiner",
-                      "primary_metric": "target/angular_error"}
+                      "primary_metric": "target/angular_error", "target": "webcam-eyes", "target_test": "webcam-eyes"}
             for key, value in params.items():
                 client.log_param(run.info.run_id, key, value)
             client.log_metric(run.info.run_id, "target/angular_error", error)
@@ -123,3 +123,33 @@ def test_runs_of_one_refiner_with_different_settings_are_rows_of_their_own(store
     assert table.loc["sdedit [t0=0.5]", "seeds"] == 2
     gaps = [(7 - 5.5) / (7 - 2), (8 - 5.0) / (8 - 2)]
     assert table.loc["sdedit [t0=0.5]", "gap_closed"] == pytest.approx(sum(gaps) / 2)
+
+
+def _log_runs(store: str, refiner: str, errors: list[float], **extra: str) -> None:
+    client = MlflowClient(store)
+    experiment = client.get_experiment_by_name("gaze").experiment_id
+    for seed, error in enumerate(errors):
+        run = client.create_run(experiment)
+        for key, value in {"refiner": refiner, "seed": str(seed), "budget": "quick", "task": "gaze", "role": "refiner",
+                           "primary_metric": "target/angular_error", "target_test": "webcam-eyes", **extra}.items():
+            client.log_param(run.info.run_id, key, value)
+        client.log_metric(run.info.run_id, "target/angular_error", error)
+        client.set_terminated(run.info.run_id, "FINISHED")
+
+
+def test_a_refiner_fitted_to_another_target_is_a_row_of_its_own(store: str) -> None:
+    _log_runs(store, "simgan", [4.0, 4.0, 5.0], target="folder:/data/real-eyes")
+    table = summarize(finished_runs(store, "gaze", "quick"))
+    real, standin = "simgan [target=folder:/data/real-eyes]", "simgan [target=webcam-eyes]"
+    assert list(table.index) == ["none", real, standin, "oracle"]
+    assert table.loc[standin, "target/angular_error"] == pytest.approx(16 / 3)
+    gaps = [(7 - 4) / (7 - 2), (8 - 4) / (8 - 2), (6 - 5) / (6 - 2)]
+    assert table.loc[real, "gap_closed"] == pytest.approx(sum(gaps) / 3)
+
+
+def test_runs_tested_on_different_data_are_refused_with_the_way_to_report_them_apart(store: str, capsys) -> None:
+    _log_runs(store, "randomize", [5.0, 5.0], target="webcam-eyes", target_test="folder:/data/labeled-eyes")
+    with pytest.raises(ConfigError, match=r"target_test: folder:/data/labeled-eyes, webcam-eyes.*--experiment NAME"):
+        finished_runs(store, "gaze", "quick")
+    assert main(["report", "--tracking-uri", store]) == 2
+    assert "tested on" in capsys.readouterr().err
