@@ -30,7 +30,8 @@ def store(tracking_uri: str) -> str:
             run = client.create_run(experiment)
             params = {"refiner": refiner, "seed": str(seed), "budget": "quick", "task": "gaze",
                       "role": "reference" if refiner == "oracle" else "refiner",
-                      "primary_metric": "target/angular_error", "target": "webcam-eyes", "target_test": "webcam-eyes"}
+                      "primary_metric": "target/angular_error",
+                      "target": "webcam-eyes", "target_test": "webcam-eyes"}
             for key, value in params.items():
                 client.log_param(run.info.run_id, key, value)
             client.log_metric(run.info.run_id, "target/angular_error", error)

@@ -102,6 +102,11 @@ def iris_striations(layers: EyeLayers, strength: Tensor, generator: torch.Genera
     return texture.clamp_min(0.2)
 
 
+def band(distance: Tensor, centre: float | Tensor, width: float | Tensor) -> Tensor:
+    """A soft line of Gaussian profile across a distance field: 1 at ``centre``, ``width`` its scale."""
+    return falloff(-((distance - centre) / width).square())
+
+
 def lid_shading(layers: EyeLayers, config: CaptureConfig, generator: torch.Generator) -> Tensor:
     """A multiplicative field of the lids: the lash line, the crease above it, the fold below the eye.
 
@@ -113,15 +118,18 @@ def lid_shading(layers: EyeLayers, config: CaptureConfig, generator: torch.Gener
     side = layers.along_eye.unsqueeze(1)
     within = 1 - smoothstep(0.85, 1.3, side.abs())
 
-    lash = falloff(-((above - uniform(count, 0.0, 1.0, generator)) / uniform(count, *config.lash_width, generator)).square())
+    lash = band(above, uniform(count, 0.0, 1.0, generator), uniform(count, *config.lash_width, generator))
     lash = lash * (1 - smoothstep(0.95, 1.25, side.abs()))
     toward_corners = 0.5 + 0.5 * smoothstep(0.3, 0.9, side.abs())
     outer = smoothstep(0.4, 0.9, -side)
     crease_height = uniform(count, *config.crease_height, generator)
-    crease = falloff(-((above - crease_height) / uniform(count, *config.crease_width, generator)).square()) * within
-    fold = falloff(-((below - uniform(count, 3.0, 6.0, generator)) / uniform(count, 1.2, 2.5, generator)).square())
-    return ((1 - uniform(count, *config.lash_darkness, generator) * lash * toward_corners) * (1 - uniform(count, *config.outer_lashes, generator) * outer * lash)
-            * (1 - uniform(count, *config.crease_depth, generator) * crease) * (1 - uniform(count, *config.fold_depth, generator) * fold * within))
+    crease = band(above, crease_height, uniform(count, *config.crease_width, generator)) * within
+    fold = band(below, uniform(count, 3.0, 6.0, generator), uniform(count, 1.2, 2.5, generator))
+    lash_line = 1 - uniform(count, *config.lash_darkness, generator) * lash * toward_corners
+    outer_lashes = 1 - uniform(count, *config.outer_lashes, generator) * outer * lash
+    crease_line = 1 - uniform(count, *config.crease_depth, generator) * crease
+    fold_line = 1 - uniform(count, *config.fold_depth, generator) * fold * within
+    return lash_line * outer_lashes * crease_line * fold_line
 
 
 def corner_shading(layers: EyeLayers, config: CaptureConfig, generator: torch.Generator) -> Tensor:
@@ -136,7 +144,7 @@ def corner_shading(layers: EyeLayers, config: CaptureConfig, generator: torch.Ge
     sclera = aperture * (1 - layers.iris.unsqueeze(1))
     nasal = smoothstep(0.5, 1.0, side)
     shadow = uniform(count, *config.corner_shadow, generator) * smoothstep(0.3, 0.9, side.abs()) * (1 + nasal)
-    caruncle = uniform(count, *config.caruncle, generator) * falloff(-((side - 0.92) / 0.1).square()) * aperture
+    caruncle = uniform(count, *config.caruncle, generator) * band(side, 0.92, 0.1) * aperture
     return (1 - shadow * sclera) * (1 - caruncle)
 
 
