@@ -51,9 +51,12 @@ in a ``frame.json`` beside the images with the same keys (``{"size": "55x35",
 * ``files=GLOB[,GLOB...]``: only the images whose file names match one of the
   shell patterns (``fnmatch``), e.g. one group of subjects.
 
-The dataset's ``image_shape`` is the shape after the options, so a folder of
-60x36 real eye crops is a target for the gaze task as
-``folder:/data/real-eyes?size=55x35``, and a labeled folder of someone's own
+The dataset's ``image_shape`` is the shape after the options. A folder whose
+images differ from the task's only in size (the same channels, an aspect ratio
+within :data:`~sim2real_bench.data.ASPECT_TOLERANCE`) is resized to it as a
+run's target or test set without being asked: a folder of 60x36 real eye
+crops used as ``--target folder:/data/real-eyes`` for the gaze task runs as
+``folder:/data/real-eyes?size=55x35``, the spec its runs record. A labeled folder of someone's own
 real crops is a test set as ``--target-test 'folder:/data/my-eyes?size=55x35&channels=1&split=test'``.
 The layout such a test set needs: the crops as PNG or JPEG files in one
 folder, all of one size, and a ``labels.csv`` with ``file,pitch,yaw`` (radians,
@@ -380,6 +383,17 @@ class Folder(FileDataset):
         if self.options.size is not None:
             width, height = self.options.size
         return (self.options.channels or channels, height, width)
+
+    def resized(self, height: int, width: int) -> Folder | None:
+        """This folder with ``size=WxH`` added to its spec; ``None`` when the spec or ``frame.json`` sets a size.
+
+        The spec says the resize, so runs record it, cache keys follow it, and the
+        first load says it on stderr (:meth:`load`). A size the user chose is kept.
+        """
+        if self.options.size is not None:
+            return None
+        _, options = split_argument(self.argument)
+        return Folder(self.name, f"{self.argument}{'&' if options else '?'}size={width}x{height}")
 
     def expected(self) -> str:
         return f"expected a folder of {'/'.join(SUFFIXES)} images with an optional {LABELS}"

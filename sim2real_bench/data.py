@@ -56,6 +56,16 @@ def stable_seed(*parts: object) -> int:
     return int.from_bytes(digest[:8], "little") >> 1
 
 
+ASPECT_TOLERANCE = 0.1
+"""Largest relative difference of width/height ratios that resizing may bridge (60x36 to 55x35 is 6 %)."""
+
+
+def aspects_match(shape: tuple[int, int, int], other: tuple[int, int, int]) -> bool:
+    """True when ``(C, H, W)`` images of ``other`` resize to ``shape`` without distorting them (same channels)."""
+    (channels, height, width), (other_channels, other_height, other_width) = shape, other
+    return channels == other_channels and abs((other_width / other_height) / (width / height) - 1) <= ASPECT_TOLERANCE
+
+
 class Dataset(ABC):
     """A domain of images, synthetic or real, with its splits and label geometry."""
 
@@ -101,6 +111,15 @@ class Dataset(ABC):
     def identity(self, split: str, size: int, seed: int) -> str:
         """A string that changes whenever ``load`` would return different data (cache keys)."""
         return f"{self.spec}|v{self.version}|{split}|{size}|{seed}"
+
+    def resized(self, height: int, width: int) -> Dataset | None:
+        """This dataset with its images resized to ``height x width`` as they load; ``None`` when it cannot.
+
+        Real captures come at their camera's or dataset's size (MPIIGaze's crops are
+        60x36, the gaze task's 55x35); a dataset that can resize its own images says
+        so here, and a run frames it to the task once instead of refusing it.
+        """
+        return None
 
     def _check_split(self, split: str) -> None:
         if split not in SPLITS:

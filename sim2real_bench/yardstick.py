@@ -13,7 +13,7 @@ other real crops, before or after a run:
   candidate's once (``torch.nn.functional.interpolate``, bilinear with
   ``antialias=True``, the filter PIL's bilinear resize applies), said on
   stderr; other channels, or an aspect ratio more than
-  :data:`ASPECT_TOLERANCE` apart (resizing would squash the eye), are a
+  :data:`~sim2real_bench.data.ASPECT_TOLERANCE` apart (resizing would squash the eye), are a
   :class:`~sim2real_bench.errors.DataError` saying how to frame the real side
   (``folder:PATH?crop=...&channels=1``).
 * **Domain-classifier two-sample test**: the held-out accuracy (%) of
@@ -65,7 +65,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
 
-from sim2real_bench.data import Dataset, stable_seed
+from sim2real_bench.data import ASPECT_TOLERANCE, Dataset, aspects_match, stable_seed
 from sim2real_bench.device import Compute
 from sim2real_bench.errors import ConfigError, DataError
 from sim2real_bench.images import grid
@@ -77,8 +77,6 @@ from sim2real_bench.realism import (
 
 DEFAULT_COUNT = 2000
 """Images per side at most (the real side's split may hold fewer; both are cut to the smaller)."""
-ASPECT_TOLERANCE = 0.1
-"""Largest relative difference of width/height ratios that resizing may bridge (60x36 to 55x35 is 6 %)."""
 DARK_LEVEL = 0.15
 """Equalized intensity (0..1) below which a pixel is dark: the iris, pupil and lashes of an eye crop."""
 HISTOGRAM_BINS = 16
@@ -343,7 +341,7 @@ def _matched(candidate: Dataset, real: Dataset) -> tuple[int, int] | None:
     if (c_height, c_width) == (r_height, r_width):
         return None
     aspect, real_aspect = c_width / c_height, r_width / r_height
-    if abs(real_aspect / aspect - 1) > ASPECT_TOLERANCE:
+    if not aspects_match(candidate.image_shape, real.image_shape):
         raise DataError(f"{candidate.spec} images are {c_width}x{c_height} but real {real.spec} images are "
                         f"{r_width}x{r_height} (W x H): aspect ratios {aspect:.2f} and {real_aspect:.2f} differ by "
                         f"more than {ASPECT_TOLERANCE:.0%}, so resizing would distort them; frame the real side "

@@ -180,13 +180,27 @@ def test_size_resizes_every_image_once_and_the_shape_says_so(tmp_path: Path, cap
     assert capsys.readouterr().err == ""  # said once per dataset
 
 
-def test_a_resized_folder_of_real_sized_crops_is_a_target_for_gaze(tmp_path: Path) -> None:
+def test_a_folder_of_real_sized_crops_is_resized_to_the_task_as_its_target(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "unlabeled", real_sized())
+    labeled = write_folder(tmp_path / "labeled", real_sized(), labels={"pitch": [0.0] * 20, "yaw": [0.1] * 20})
+    explicit = resolve(RunSpec(refiner="none", task="gaze", budget="smoke", target=f"folder:{folder}?size=55x35",
+                               target_test="webcam-eyes"), Registry())
+    framed = resolve(RunSpec(refiner="none", task="gaze", budget="smoke", target=f"folder:{folder}",
+                             target_test=f"folder:{labeled}?split=test"), Registry())
+    # The run records the resize in the spec, so it is the explicit run's data and cache entry.
+    assert framed.target.spec == explicit.target.spec == f"folder:{folder}?size=55x35"
+    assert framed.target_test.spec == f"folder:{labeled}?split=test&size=55x35"
+    assert framed.target.image_shape == framed.target_test.image_shape == (1, 35, 55)
+
+
+def test_a_folder_is_not_resized_against_its_own_size_or_aspect_ratio(tmp_path: Path) -> None:
     folder = write_folder(tmp_path, real_sized())
-    plan = resolve(RunSpec(refiner="none", task="gaze", budget="smoke", target=f"folder:{folder}?size=55x35",
-                           target_test="webcam-eyes"), Registry())
-    assert plan.target.image_shape == (1, 35, 55)
-    with pytest.raises(DataError, match=r"images are \(1, 36, 60\)"):
-        resolve(RunSpec(refiner="none", task="gaze", budget="smoke", target=f"folder:{folder}",
+    with pytest.raises(DataError, match=r"images are \(1, 30, 50\).*folder:PATH\?size=55x35&channels=1\)"):
+        resolve(RunSpec(refiner="none", task="gaze", budget="smoke", target=f"folder:{folder}?size=50x30",
+                        target_test="webcam-eyes"), Registry())
+    square = write_folder(tmp_path / "square", np.zeros((4, 64, 64), dtype=np.uint8))
+    with pytest.raises(DataError, match=r"\(1, 64, 64\).*crop=LEFT,TOP,RIGHT,BOTTOM&size=55x35"):
+        resolve(RunSpec(refiner="none", task="gaze", budget="smoke", target=f"folder:{square}",
                         target_test="webcam-eyes"), Registry())
 
 
