@@ -54,7 +54,8 @@ def domain_classifier(channels: int) -> nn.Module:
     return nn.Sequential(*layers, nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(channels, 1))
 
 
-def _halves(count: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+def halves(count: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """A random split of ``range(count)`` into two halves: what a two-sample test trains on and scores on."""
     order = torch.randperm(count, generator=generator)
     return order[: count // 2], order[count // 2 :]
 
@@ -72,8 +73,8 @@ def classifier_accuracy(candidate: Tensor, target: Tensor, compute: Compute, see
     if count < 4:
         raise ValueError(f"the two-sample test needs at least 4 images per set, got {count}")
     generator = torch.Generator().manual_seed(seed)
-    candidate_train, candidate_test = _halves(count, generator)
-    target_train, target_test = _halves(count, generator)
+    candidate_train, candidate_test = halves(count, generator)
+    target_train, target_test = halves(count, generator)
     images = torch.cat([candidate[candidate_train], target[target_train]])
     labels = torch.cat([torch.zeros(len(candidate_train)), torch.ones(len(target_train))])
     with torch.random.fork_rng(devices=[]):

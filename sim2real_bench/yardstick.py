@@ -33,6 +33,12 @@ other real crops, before or after a run:
   machines. Random convolutional features are a generic multi-scale
   texture and layout descriptor; a pretrained network would weigh natural-image
   semantics an eye crop does not have.
+* **Layout test** (:func:`layout_accuracy`): the same held-out accuracy for a
+  logistic regression that sees only each image's :data:`LAYOUT_BLOCKS` block
+  means, where the eye is and how bright each part of the crop is. When it is
+  as high as the classifier's, the two sides differ in coarse layout, and no
+  texture or camera model closes the gap; the block map of
+  :func:`layout_difference` (``layout.png``) says where.
 * **Image statistics**, side by side, of the equalized images on a 0..1 scale
   (:func:`image_statistics`): intensity mean, spread and histogram; the slope
   of the radially averaged power spectrum; mean absolute vertical and
@@ -43,8 +49,8 @@ other real crops, before or after a run:
   one iris or scattered speckle).
 
 With an output folder it writes ``realism.json`` (every figure, per seed),
-``realism.md``, ``samples.png`` (candidate left, real right) and
-``statistics.png`` (histograms, spectra, gradients).
+``realism.md``, ``samples.png`` (candidate left, real right),
+``statistics.png`` (histograms, spectra, gradients) and ``layout.png``.
 """
 
 from __future__ import annotations
@@ -72,6 +78,7 @@ from sim2real_bench.images import grid
 from sim2real_bench.realism import (
     MIN_IMAGES,
     classifier_accuracy,
+    halves,
     kernel_inception_distance,
 )
 
@@ -140,6 +147,60 @@ def features_of(images: Tensor, compute: Compute) -> Tensor:
     """:func:`random_features` of ``(N, C, H, W)`` images, ``(N, D)`` on the CPU, fp32."""
     network = random_features(images.shape[1]).to(compute.device)
     return torch.cat([network(batch.to(compute.device)).cpu() for batch in images.split(512)])
+
+
+LAYOUT_BLOCKS = (5, 8)
+"""Rows and columns of the block grid the layout test sees: blocks of about 7x7 pixels of a 35x55 crop."""
+LAYOUT_L2 = 1e-3
+"""Weight decay of the layout test's logistic regression, on standardized block means."""
+
+
+def block_means(images: Tensor) -> Tensor:
+    """``(N, rows * columns)`` mean intensity of each :data:`LAYOUT_BLOCKS` block, channels averaged."""
+    return F.adaptive_avg_pool2d(images.float().mean(1, keepdim=True), LAYOUT_BLOCKS).flatten(1).double()
+
+
+def layout_accuracy(candidate: Tensor, target: Tensor, seed: int) -> float:
+    """Held-out accuracy (%) of a logistic regression telling ``candidate`` from ``target`` by block means alone.
+
+    Halves as in :func:`~sim2real_bench.realism.classifier_accuracy`; the
+    regression is fitted to convergence (L-BFGS), so the figure depends on the
+    images and the seed's halves only. A linear model of coarse intensities is a
+    weak judge: whatever it tells apart, a calibration must fix before texture matters.
+    """
+    count = min(len(candidate), len(target))
+    generator = torch.Generator().manual_seed(seed)
+    candidate_train, candidate_test = halves(count, generator)
+    target_train, target_test = halves(count, generator)
+    sides = block_means(candidate[:count]), block_means(target[:count])
+    train = torch.cat([sides[0][candidate_train], sides[1][target_train]])
+    test = torch.cat([sides[0][candidate_test], sides[1][target_test]])
+    labels = torch.cat([torch.zeros(len(candidate_train)), torch.ones(len(target_train))]).double()
+    mean, std = train.mean(0), train.std(0).clamp_min(1e-6)
+    train, test = (train - mean) / std, (test - mean) / std
+    weights = torch.zeros(train.shape[1] + 1, dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([weights], max_iter=500, line_search_fn="strong_wolfe")
+
+    def loss() -> Tensor:
+        optimizer.zero_grad()
+        value = F.binary_cross_entropy_with_logits(train @ weights[1:] + weights[0], labels) \
+            + LAYOUT_L2 * weights[1:].square().sum()
+        value.backward()
+        return value
+
+    optimizer.step(loss)
+    with torch.no_grad():
+        predicted = (test @ weights[1:] + weights[0]) > 0
+    truth = torch.cat([torch.zeros(len(candidate_test)), torch.ones(len(target_test))]).bool()
+    return 100.0 * float((predicted == truth).double().mean())
+
+
+def layout_difference(candidate: Tensor, target: Tensor) -> list[list[float]]:
+    """Per block, ``candidate``'s mean intensity minus ``target``'s in pooled standard deviations (rows of blocks)."""
+    a, b = block_means(candidate), block_means(target)
+    pooled = ((a.var(0) + b.var(0)) / 2).sqrt().clamp_min(1e-6)
+    difference = ((a.mean(0) - b.mean(0)) / pooled).view(LAYOUT_BLOCKS)
+    return [[round(float(value), 3) for value in row] for row in difference]
 
 
 @dataclass(frozen=True)
@@ -265,6 +326,10 @@ class Comparison:
     """Two-sample test held-out accuracy (%) per seed."""
     kid: list[float]
     """KID in :func:`random_features` per seed."""
+    layout: list[float]
+    """Layout test held-out accuracy (%) per seed."""
+    layout_difference: list[list[float]]
+    """:func:`layout_difference` of the first seed's images."""
     candidate_stats: ImageStats
     real_stats: ImageStats
     """Statistics of the first seed's images of each side."""
@@ -275,9 +340,11 @@ class Comparison:
     def rows(self) -> list[tuple[str, str, str]]:
         """``(measure, candidate, real)`` rows of the printed and markdown tables."""
         a, b = self.candidate_stats, self.real_stats
-        return [  # the first two measure the pair, so they sit in the candidate's column
+        return [  # the first three measure the pair, so they sit in the candidate's column
             ("two-sample test accuracy, % (50: indistinguishable)", _cell(self.accuracy, 1), ""),
             ("KID, random-CNN features (0: same distribution)", _cell(self.kid, 4), ""),
+            (f"layout test accuracy, % ({LAYOUT_BLOCKS[0]}x{LAYOUT_BLOCKS[1]} block means, linear)",
+             _cell(self.layout, 1), ""),
             ("intensity mean / std", f"{a.mean:.3f} / {a.std:.3f}", f"{b.mean:.3f} / {b.std:.3f}"),
             ("power-spectrum slope (log-log)", f"{a.spectrum_slope:.2f}", f"{b.spectrum_slope:.2f}"),
             ("mean |d/dy| / |d/dx|", f"{a.gradient_y:.4f} / {a.gradient_x:.4f}",
@@ -311,7 +378,8 @@ class Comparison:
         lines += ["", "| measure | candidate | real |", "|---|---|---|"]
         lines += [f"| {name} | {left} | {right} |" for name, left, right in self.rows()]
         per_seed = (f"Per seed: accuracy {', '.join(f'{v:.1f}' for v in self.accuracy)}; "
-                    f"KID {', '.join(f'{v:.4f}' for v in self.kid)}.")
+                    f"KID {', '.join(f'{v:.4f}' for v in self.kid)}; "
+                    f"layout test {', '.join(f'{v:.1f}' for v in self.layout)}.")
         lines += ["", per_seed, ""]
         lines += [f"![{name}]({name})" for name in pictures]
         return "\n".join(lines) + "\n"
@@ -320,12 +388,16 @@ class Comparison:
         """Every figure, JSON-serializable."""
         accuracy, accuracy_se = mean_se(self.accuracy)
         kid, kid_se = mean_se(self.kid)
+        layout, layout_se = mean_se(self.layout)
         return {
             "candidate": self.candidate, "real": self.real, "split": self.split, "count": self.count,
             "image_shape": list(self.image_shape), "seeds": self.seeds, "equalized": True,
             "classifier_accuracy": {"mean": accuracy, "se": _nan_free(accuracy_se), "per_seed": self.accuracy},
             "kid": {"mean": kid, "se": _nan_free(kid_se), "per_seed": self.kid,
                     "features": f"random CNN {FEATURE_WIDTHS}, seed {FEATURE_SEED}"},
+            "layout_accuracy": {"mean": layout, "se": _nan_free(layout_se), "per_seed": self.layout,
+                                "blocks": list(LAYOUT_BLOCKS)},
+            "layout_difference": self.layout_difference,
             "statistics": {"candidate": asdict(self.candidate_stats), "real": asdict(self.real_stats)},
             "notes": self.notes,
         }
@@ -387,7 +459,8 @@ def measure(candidate: Dataset, real: Dataset, seeds: Sequence[int], compute: Co
         notes.append(f"real images resized from {width}x{height} to the candidate's {size[1]}x{size[0]} "
                      "(bilinear, antialiased)")
         echo(f"s2r-bench: {real.spec}: {notes[-1]}")
-    accuracy, kid = [], []
+    accuracy, kid, layout = [], [], []
+    difference: list[list[float]] = []
     stats: tuple[ImageStats, ImageStats] | None = None
     examples = (torch.empty(0), torch.empty(0))
     used = 0
@@ -408,12 +481,14 @@ def measure(candidate: Dataset, real: Dataset, seeds: Sequence[int], compute: Co
             echo(f"s2r-bench: {notes[-1]}")
         accuracy.append(classifier_accuracy(*sides, compute, seed))
         kid.append(kernel_inception_distance(features_of(sides[0], compute), features_of(sides[1], compute), seed))
+        layout.append(layout_accuracy(*sides, seed))
         if stats is None:
             stats = image_statistics(sides[0]), image_statistics(sides[1])
+            difference = layout_difference(*sides)
             examples = sides[0][:EXAMPLES].clone(), sides[1][:EXAMPLES].clone()
     assert stats is not None
     return Comparison(candidate.spec, real.spec, split, used, tuple(candidate.image_shape), list(seeds), accuracy,
-                      kid, stats[0], stats[1], notes, examples)
+                      kid, layout, difference, stats[0], stats[1], notes, examples)
 
 
 def _shared_images(candidate: Tensor, real: Tensor) -> int:
@@ -460,13 +535,33 @@ def _statistics_figure(comparison: Comparison, path: Path) -> None:
     plt.close(figure)
 
 
+def _layout_figure(comparison: Comparison, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    difference = np.asarray(comparison.layout_difference)
+    limit = max(1.0, float(np.abs(difference).max()))
+    figure, axes = plt.subplots(figsize=(5.5, 3.2))
+    shown = axes.imshow(difference, cmap="RdBu_r", vmin=-limit, vmax=limit)
+    for (row, column), value in np.ndenumerate(difference):
+        axes.text(column, row, f"{value:.1f}", ha="center", va="center", fontsize=7)
+    axes.set(title="block mean, candidate - real (pooled std)", xticks=[], yticks=[])
+    figure.colorbar(shown, ax=axes, shrink=0.8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
+
+
 def write(comparison: Comparison, out: Path) -> list[Path]:
-    """Write ``realism.json``, ``realism.md``, ``samples.png`` and ``statistics.png`` into ``out``; the paths written."""
+    """Write ``realism.json``, ``realism.md`` and the pictures (samples, statistics, layout) into ``out``; the paths."""
     out.mkdir(exist_ok=True)
-    samples, statistics = out / "samples.png", out / "statistics.png"
-    _sample_grid(comparison, samples)
-    _statistics_figure(comparison, statistics)
+    pictures = out / "samples.png", out / "statistics.png", out / "layout.png"
+    _sample_grid(comparison, pictures[0])
+    _statistics_figure(comparison, pictures[1])
+    _layout_figure(comparison, pictures[2])
     report, figures = out / "realism.md", out / "realism.json"
-    report.write_text(comparison.markdown([samples.name, statistics.name]))
+    report.write_text(comparison.markdown([picture.name for picture in pictures]))
     figures.write_text(json.dumps(comparison.to_json(), indent=1) + "\n")
-    return [figures, report, samples, statistics]
+    return [figures, report, *pictures]

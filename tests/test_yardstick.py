@@ -166,12 +166,30 @@ def test_mean_and_standard_error_over_seeds() -> None:
 def test_the_report_is_written_as_json_markdown_and_pictures(synthetic_against_stand_in: yardstick.Comparison,
                                                              tmp_path: Path) -> None:
     written = yardstick.write(synthetic_against_stand_in, tmp_path / "out")
-    assert sorted(path.name for path in written) == ["realism.json", "realism.md", "samples.png", "statistics.png"]
+    assert sorted(path.name for path in written) == ["layout.png", "realism.json", "realism.md", "samples.png",
+                                                     "statistics.png"]
     figures = json.loads((tmp_path / "out" / "realism.json").read_text())
     assert figures["classifier_accuracy"]["per_seed"] == synthetic_against_stand_in.accuracy
     assert figures["classifier_accuracy"]["se"] is None and figures["equalized"] is True
     assert set(figures["statistics"]["real"]) >= {"spectrum_slope", "gradient_y", "gradient_x", "dark_blob_area"}
     assert "![samples.png](samples.png)" in (tmp_path / "out" / "realism.md").read_text()
+    assert figures["layout_accuracy"]["per_seed"] == synthetic_against_stand_in.layout
+    assert np.asarray(figures["layout_difference"]).shape == yardstick.LAYOUT_BLOCKS
+
+
+def test_the_layout_test_tells_where_things_are_and_is_at_chance_for_one_distribution() -> None:
+    generator = torch.Generator().manual_seed(0)
+
+    def dark_left(count: int) -> torch.Tensor:
+        images = torch.rand(count, 1, 35, 55, generator=generator) * 2 - 1
+        images[..., :27] -= torch.rand(count, 1, 1, 1, generator=generator)  # a darker left half, by a varying amount
+        return images
+
+    left, right = dark_left(200), dark_left(200).flip(-1)
+    assert yardstick.layout_accuracy(left, right, seed=0) > 95
+    difference = np.asarray(yardstick.layout_difference(left, right))
+    assert (difference[:, 0] < -1).all() and (difference[:, -1] > 1).all()
+    assert 35 < yardstick.layout_accuracy(left, dark_left(200), seed=0) < 65
 
 
 def fails_cleanly(capsys: pytest.CaptureFixture, argv: list[str], message: str) -> None:
