@@ -36,8 +36,8 @@ other real crops, before or after a run:
 * **Layout test** (:func:`layout_accuracy`): the same held-out accuracy for a
   logistic regression that sees only each image's :data:`LAYOUT_BLOCKS` block
   means, where the eye is and how bright each part of the crop is. When it is
-  as high as the classifier's, the two sides differ in coarse layout, and no
-  texture or camera model closes the gap; the block map of
+  as high as the classifier's, the two sides differ in coarse layout, which
+  a texture or camera model alone will not fix; the block map of
   :func:`layout_difference` (``layout.png``) says where.
 * **Image statistics**, side by side, of the equalized images on a 0..1 scale
   (:func:`image_statistics`): intensity mean, spread and histogram; the slope
