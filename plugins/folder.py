@@ -56,8 +56,9 @@ images differ from the task's only in size (the same channels, an aspect ratio
 within :data:`~sim2real_bench.data.ASPECT_TOLERANCE`) is resized to it as a
 run's target or test set without being asked: a folder of 60x36 real eye
 crops used as ``--target folder:/data/real-eyes`` for the gaze task runs as
-``folder:/data/real-eyes?size=55x35``, the spec its runs record. A labeled folder of someone's own
-real crops is a test set as ``--target-test 'folder:/data/my-eyes?size=55x35&channels=1&split=test'``.
+``folder:/data/real-eyes?size=55x35``, the spec its runs record. A labeled
+folder of someone's own real crops is a test set as
+``--target-test 'folder:/data/my-eyes?size=55x35&channels=1&split=test'``.
 The layout such a test set needs: the crops as PNG or JPEG files in one
 folder, all of one size, and a ``labels.csv`` with ``file,pitch,yaw`` (radians,
 pitch > 0 looking up, yaw > 0 toward the image's right; looking into the
