@@ -166,7 +166,8 @@ def _framed(dataset: Dataset, shape: tuple[int, int, int]) -> Dataset:
     """
     if dataset.image_shape == shape or not aspects_match(shape, dataset.image_shape):
         return dataset
-    return dataset.resized(shape[1], shape[2]) or dataset
+    resized = dataset.resized(shape[1], shape[2])
+    return dataset if resized is None else resized
 
 
 def resolve(spec: RunSpec, registry: Registry | None = None) -> Plan:
