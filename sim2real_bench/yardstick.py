@@ -510,12 +510,18 @@ def _sample_grid(comparison: Comparison, path: Path, columns: int = 6) -> None:
     Image.fromarray(np.concatenate([padded[0], gap, padded[1]], 1)).save(path, optimize=True)
 
 
-def _statistics_figure(comparison: Comparison, path: Path) -> None:
+def _pyplot():
+    """matplotlib's pyplot on the file-only Agg backend, imported when a figure is drawn (the CLI starts without it)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _statistics_figure(comparison: Comparison, path: Path) -> None:
+    plt = _pyplot()
     sides = (("candidate", comparison.candidate_stats), ("real", comparison.real_stats))
     figure, (histogram, spectrum, gradients) = plt.subplots(1, 3, figsize=(12, 3.4))
     edges = np.linspace(0, 1, HISTOGRAM_BINS + 1)
@@ -536,11 +542,7 @@ def _statistics_figure(comparison: Comparison, path: Path) -> None:
 
 
 def _layout_figure(comparison: Comparison, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     difference = np.asarray(comparison.layout_difference)
     limit = max(1.0, float(np.abs(difference).max()))
     figure, axes = plt.subplots(figsize=(5.5, 3.2))
