@@ -150,6 +150,32 @@ def test_the_dark_blob_is_the_largest_dark_region_and_where_it_sits() -> None:
     assert (stats.dark_blob_x, stats.dark_blob_y) == (pytest.approx(45 / 60), pytest.approx(15 / 36))
 
 
+def _iris(height: int, width: int, centre: tuple[float, float], radius: float) -> torch.Tensor:
+    """A gray ``(1, H, W)`` crop in [0, 1]: a dark disc with a glint under a dark lid band, on bright skin."""
+    ys = torch.arange(height, dtype=torch.float32).view(-1, 1) + 0.5
+    xs = torch.arange(width, dtype=torch.float32).view(1, -1) + 0.5
+    image = torch.full((height, width), 0.8)
+    image[(xs - centre[0]).square() + (ys - centre[1]).square() <= radius**2] = 0.1
+    image[round(centre[1] - radius) - 2 : round(centre[1] - radius) + 2, 5:-5] = 0.05  # the lid, joined to the iris
+    image[round(centre[1]) - 2, round(centre[0]) + 2] = 1.0  # a glint
+    return image.unsqueeze(0)
+
+
+def test_the_darkest_disc_finds_an_iris_under_a_lid_and_past_a_glint() -> None:
+    gray = torch.cat([_iris(35, 55, (30.5, 19.5), 9.0), _iris(35, 55, (22.5, 17.5), 6.0)])
+    x, y, radius = yardstick.dark_discs(gray)
+    torch.testing.assert_close(x, torch.tensor([30.5, 22.5]), atol=1.0, rtol=0)
+    torch.testing.assert_close(y, torch.tensor([19.5, 17.5]), atol=1.0, rtol=0)
+    torch.testing.assert_close(radius, torch.tensor([9.0, 6.0]), atol=1.0, rtol=0)
+
+
+def test_the_darkest_disc_of_a_tall_image_is_found_at_its_own_scale() -> None:
+    # Searched at DISC_HEIGHT rows (the cost stays bounded), reported in the input's pixels.
+    x, y, radius = yardstick.dark_discs(_iris(140, 220, (122.0, 78.0), 36.0))
+    assert (float(x), float(y), float(radius)) == (pytest.approx(122, abs=4), pytest.approx(78, abs=4),
+                                                   pytest.approx(36, abs=4))
+
+
 def test_the_power_spectrum_of_smooth_images_falls_faster_than_that_of_noise() -> None:
     white = noise(64)
     smooth = torch.nn.functional.avg_pool2d(white, 5, 1, 2)
