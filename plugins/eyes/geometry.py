@@ -16,12 +16,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-PITCH_RANGE = (-0.35, 0.2)
-"""Gaze pitch range in radians (about -20 to +11 degrees), sampled uniformly.
+PITCH_RANGE = (-0.3, 0.25)
+"""Gaze pitch range in radians (about -17 to +14 degrees), sampled uniformly.
 
-Skewed down as in MPIIGaze, whose camera sits above the screen people look at: the
-real crops' irises sit lower and spread less vertically than a symmetric +/-20
-degrees draws (``results/calibration.md``). It still spans Columbia Gaze's +/-10."""
+Narrower than yaw's and a little skewed down: the real MPIIGaze crops' irises
+spread less vertically than a symmetric +/-20 degrees draws, and MPIIGaze's camera
+sits above the screen people look at (``results/calibration.md``). It still spans
+Columbia Gaze's +/-10 degrees with room to spare."""
 YAW_RANGE = (-0.5, 0.5)
 """Gaze yaw range in radians (about +/-29 degrees), sampled uniformly."""
 
@@ -77,23 +78,26 @@ LOWER_LID_FOLLOWS = 0.3
 def sample_geometry(count: int, height: int, width: int, generator: torch.Generator) -> EyeGeometry:
     """Draw ``count`` eyes filling a ``height x width`` crop as normalized real eye crops do.
 
-    Proportions follow adult anatomy and what an iris detector measures on the
-    real MPIIGaze crops (``results/calibration.md``): the eye spans 70-90 % of the
-    crop width, the iris radius is about half of half that span (10-11 pixels of 55),
-    its diameter exceeds the lid aperture, the upper lid covers its top by 15-50 %
-    of its radius, the lower lid its bottom by up to a third, and the eye sits a
-    little below the crop's centre line.
+    Proportions follow adult anatomy and what an iris detector
+    (:func:`sim2real_bench.yardstick.dark_discs`) measures on real eyes
+    (``results/calibration.md``): the eye spans 75-90 % of the crop width; the
+    iris radius is about half the eyeball's, as in adults (5.9 and 12 mm), which
+    makes the iris travel about 18 pixels of 55 per radian of yaw as in Columbia
+    Gaze's calibration subjects, and about 10 pixels, as in MPIIGaze crops; its
+    diameter exceeds the lid aperture; the upper lid covers its top by 15-50 % of
+    its radius, the lower lid its bottom by up to a third; and the eye sits 1.5
+    pixels below the crop's centre line on average, where real irises are found.
     """
-    half_width = _uniform(count, 0.36, 0.44, generator) * width
-    eyeball_radius = half_width / _uniform(count, 1.2, 1.4, generator)
-    iris_radius = eyeball_radius * _uniform(count, 0.6, 0.7, generator)
+    half_width = _uniform(count, 0.38, 0.46, generator) * width
+    eyeball_radius = half_width / _uniform(count, 1.0, 1.2, generator)
+    iris_radius = eyeball_radius * _uniform(count, 0.46, 0.54, generator)
     iris_top = iris_radius + IRIS_RISE * eyeball_radius  # above the corner line, at zero pitch
     iris_bottom = iris_radius - IRIS_RISE * eyeball_radius  # below it
     return EyeGeometry(
         pitch=_uniform(count, *PITCH_RANGE, generator),
         yaw=_uniform(count, *YAW_RANGE, generator),
         center_x=width / 2 + _uniform(count, -2.5, 2.5, generator),
-        center_y=height / 2 + _uniform(count, -0.5, 1.5, generator),
+        center_y=height / 2 + _uniform(count, 0.5, 2.5, generator),
         half_width=half_width,
         eyeball_radius=eyeball_radius,
         iris_radius=iris_radius,
