@@ -3,8 +3,7 @@ the base shading of eyeball and skin.
 
 The base shading is the clean renderer's whole image model: sclera shaded by the
 eyeball's curvature, an iris darkening toward its limbus, a dark pupil, the
-upper lid's soft shadow on the eyeball, skin darkening into the socket above the
-eye and the fold of the lid crease, albedos
+upper lid's soft shadow on the eyeball, skin darkening into the socket, albedos
 randomized per image as a renderer's materials are. The stand-in for real
 captures starts from the same shading and adds what a camera and a real face add.
 """
@@ -19,7 +18,7 @@ from torch import Tensor
 
 from sim2real_bench.data import ProceduralDataset, Samples
 from sim2real_bench.plugins.eyes.geometry import EyeGeometry, EyeLayers, sample_geometry, trace
-from sim2real_bench.plugins.imaging import falloff, uniform
+from sim2real_bench.plugins.imaging import uniform
 
 
 def smoothstep(low: float, high: float, value: Tensor) -> Tensor:
@@ -31,11 +30,6 @@ def smoothstep(low: float, high: float, value: Tensor) -> Tensor:
 def lerp(start: Tensor, end: Tensor, weight: Tensor) -> Tensor:
     """``start`` where ``weight`` is 0, ``end`` where it is 1."""
     return start + (end - start) * weight
-
-
-def band(distance: Tensor, centre: float | Tensor, width: float | Tensor) -> Tensor:
-    """A soft line of Gaussian profile across a distance field: 1 at ``centre``, ``width`` its scale."""
-    return falloff(-((distance - centre) / width).square())
 
 
 def shade_eye(
@@ -61,12 +55,8 @@ def shade_eye(
     eye = lerp(eye, pupil_albedo.expand_as(eye), pupil_mask)
     eye = eye * (1 - 0.35 * torch.exp(-(-above_upper).clamp_min(0) / 2.0))
 
-    # The orbit's shade lies above the eye, under the brow; the cheek below is lit.
-    outside = above_upper.clamp_min(0) + 2.5 * below_lower.clamp_min(0)
+    outside = above_upper.clamp_min(0) + below_lower.clamp_min(0)
     skin = skin_albedo * (1 - 0.15 * torch.exp(-outside / 4.0))
-    within = 1 - smoothstep(0.85, 1.3, layers.along_eye.unsqueeze(1).abs())
-    crease = band(layers.above_crease.unsqueeze(1), 0.0, uniform(count, 1.2, 2.5, generator)) * within
-    skin = skin * (1 - uniform(count, 0.1, 0.3, generator) * crease)
     return lerp(skin, eye, aperture)
 
 
@@ -75,10 +65,8 @@ class EyeDomain(ProceduralDataset):
 
     label_kind: ClassVar[str] = "gaze"
     label_names: ClassVar[tuple[str, ...]] = ("pitch", "yaw")
-    version: ClassVar[int] = 3
-    """3: geometry drawn from real MPIIGaze crops' measured layout (a larger iris, lower in the crop, under a
-    heavier upper lid; gaze pitch skewed down; the lid crease; the socket's shade above the eye, not below it);
-    2: the anatomical geometry of :func:`sample_geometry` (iris above the corner line, lids
+    version: ClassVar[int] = 2
+    """2: the anatomical geometry of :func:`sample_geometry` (iris above the corner line, lids
     against the iris and following it); 1 put the iris below the corner line inside an open,
     round aperture (``results/calibration.md`` has both)."""
     height: ClassVar[int] = 35

@@ -16,13 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-PITCH_RANGE = (-0.3, 0.25)
-"""Gaze pitch range in radians (about -17 to +14 degrees), sampled uniformly.
-
-Narrower than yaw's and a little skewed down: the real MPIIGaze crops' irises
-spread less vertically than a symmetric +/-20 degrees draws, and MPIIGaze's camera
-sits above the screen people look at (``results/calibration.md``). It still spans
-Columbia Gaze's +/-10 degrees with room to spare."""
+PITCH_RANGE = (-0.35, 0.35)
+"""Gaze pitch range in radians (about +/-20 degrees), sampled uniformly."""
 YAW_RANGE = (-0.5, 0.5)
 """Gaze yaw range in radians (about +/-29 degrees), sampled uniformly."""
 
@@ -45,8 +40,6 @@ class EyeGeometry:
     """Height of the upper lid's apex above the corner line, at zero pitch."""
     lower_lid: Tensor
     """Depth of the lower lid's lowest point below the corner line, at zero pitch."""
-    crease_height: Tensor
-    """Height of the upper lid's crease (the fold of the lid skin) above its margin."""
     tilt: Tensor
     """Rotation of the eye corners' axis (head roll)."""
 
@@ -78,33 +71,27 @@ LOWER_LID_FOLLOWS = 0.3
 def sample_geometry(count: int, height: int, width: int, generator: torch.Generator) -> EyeGeometry:
     """Draw ``count`` eyes filling a ``height x width`` crop as normalized real eye crops do.
 
-    Proportions follow adult anatomy and what an iris detector
-    (:func:`sim2real_bench.yardstick.dark_discs`) measures on real eyes
-    (``results/calibration.md``): the eye spans 75-90 % of the crop width; the
-    iris radius is about half the eyeball's, as in adults (5.9 and 12 mm), which
-    makes the iris travel about 18 pixels of 55 per radian of yaw as in Columbia
-    Gaze's calibration subjects, and about 10 pixels, as in MPIIGaze crops; its
-    diameter exceeds the lid aperture; the upper lid covers its top by 15-50 % of
-    its radius, the lower lid its bottom by up to a third; and the eye sits 1.5
-    pixels below the crop's centre line on average, where real irises are found.
+    Proportions follow adult anatomy and the real MPIIGaze crops of
+    ``results/calibration.md``: the eye spans 70-90 % of the crop width, the iris
+    diameter exceeds the lid aperture, the upper lid covers the iris's top by up to
+    a third of its radius and the lower lid lies about at its bottom.
     """
-    half_width = _uniform(count, 0.38, 0.46, generator) * width
-    eyeball_radius = half_width / _uniform(count, 1.0, 1.2, generator)
-    iris_radius = eyeball_radius * _uniform(count, 0.46, 0.54, generator)
+    half_width = _uniform(count, 0.36, 0.44, generator) * width
+    eyeball_radius = half_width / _uniform(count, 1.2, 1.4, generator)
+    iris_radius = eyeball_radius * _uniform(count, 0.44, 0.52, generator)
     iris_top = iris_radius + IRIS_RISE * eyeball_radius  # above the corner line, at zero pitch
     iris_bottom = iris_radius - IRIS_RISE * eyeball_radius  # below it
     return EyeGeometry(
         pitch=_uniform(count, *PITCH_RANGE, generator),
         yaw=_uniform(count, *YAW_RANGE, generator),
         center_x=width / 2 + _uniform(count, -2.5, 2.5, generator),
-        center_y=height / 2 + _uniform(count, 0.5, 2.5, generator),
+        center_y=height / 2 + _uniform(count, -2.0, 2.0, generator),
         half_width=half_width,
         eyeball_radius=eyeball_radius,
         iris_radius=iris_radius,
         pupil_radius=iris_radius * _uniform(count, 0.3, 0.45, generator),
-        upper_lid=iris_top - iris_radius * _uniform(count, 0.15, 0.5, generator),
-        lower_lid=iris_bottom + iris_radius * _uniform(count, -0.35, 0.05, generator),
-        crease_height=_uniform(count, 4.0, 8.0, generator),
+        upper_lid=iris_top - iris_radius * _uniform(count, 0.0, 0.35, generator),
+        lower_lid=iris_bottom + iris_radius * _uniform(count, -0.2, 0.15, generator),
         tilt=_uniform(count, -0.12, 0.12, generator),
     )
 
@@ -125,8 +112,6 @@ class EyeLayers:
     """Signed distance above the upper lid margin (pixels, > 0 on the skin above it)."""
     below_lower_lid: Tensor
     """Signed distance below the lower lid margin (pixels, > 0 on the skin below it)."""
-    above_crease: Tensor
-    """Signed distance above the upper lid's crease (pixels, > 0 on the skin above it)."""
     along_eye: Tensor
     """Position between the corners: -1 at one corner, +1 at the other."""
     eyeball_normal_z: Tensor
@@ -190,7 +175,6 @@ def trace(geometry: EyeGeometry, height: int, width: int) -> EyeLayers:
         iris_angle=iris_angle,
         above_upper_lid=above_upper,
         below_lower_lid=below_lower,
-        above_crease=above_upper - g.crease_height * shape.clamp_min(0.3),
         along_eye=along,
         eyeball_normal_z=torch.sqrt((1 - ball_r2).clamp_min(0)),
         iris_center_x=iris_x,

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from sim2real_bench.plugins import imaging
-from sim2real_bench.plugins.eyes.domain import EyeDomain, band, shade_eye, smoothstep
+from sim2real_bench.plugins.eyes.domain import EyeDomain, shade_eye, smoothstep
 from sim2real_bench.plugins.eyes.geometry import EyeGeometry, EyeLayers
 from sim2real_bench.plugins.imaging import falloff, uniform
 
@@ -57,6 +57,7 @@ class CaptureConfig:
     lash_width: Range = (1.5, 3.0)
     outer_lashes: Range = (0.15, 0.35)
     """Extra darkness of the lash line toward the outer corner (the image's left)."""
+    crease_height: Range = (4.0, 9.0)
     crease_width: Range = (1.5, 3.0)
     crease_depth: Range = (0.2, 0.5)
     fold_depth: Range = (0.15, 0.4)
@@ -101,6 +102,11 @@ def iris_striations(layers: EyeLayers, strength: Tensor, generator: torch.Genera
     return texture.clamp_min(0.2)
 
 
+def band(distance: Tensor, centre: float | Tensor, width: float | Tensor) -> Tensor:
+    """A soft line of Gaussian profile across a distance field: 1 at ``centre``, ``width`` its scale."""
+    return falloff(-((distance - centre) / width).square())
+
+
 def lid_shading(layers: EyeLayers, config: CaptureConfig, generator: torch.Generator) -> Tensor:
     """A multiplicative field of the lids: the lash line, the crease above it, the fold below the eye.
 
@@ -116,7 +122,8 @@ def lid_shading(layers: EyeLayers, config: CaptureConfig, generator: torch.Gener
     lash = lash * (1 - smoothstep(0.95, 1.25, side.abs()))
     toward_corners = 0.5 + 0.5 * smoothstep(0.3, 0.9, side.abs())
     outer = smoothstep(0.4, 0.9, -side)
-    crease = band(layers.above_crease.unsqueeze(1), 0.0, uniform(count, *config.crease_width, generator)) * within
+    crease_height = uniform(count, *config.crease_height, generator)
+    crease = band(above, crease_height, uniform(count, *config.crease_width, generator)) * within
     fold = band(below, uniform(count, 3.0, 6.0, generator), uniform(count, 1.2, 2.5, generator))
     lash_line = 1 - uniform(count, *config.lash_darkness, generator) * lash * toward_corners
     outer_lashes = 1 - uniform(count, *config.outer_lashes, generator) * outer * lash
@@ -174,10 +181,10 @@ class WebcamEyes(EyeDomain):
     mechanics, to be confirmed on MPIIGaze with the ``mpiigaze:PATH`` loader.
     """
 
-    version = 4
-    """4: on ``synth-eyes``' version 3 geometry, its crease deepened where the geometry puts it; 3: the capture model calibrated against real MPIIGaze crops (lash line, crease and fold, dark iris,
+    version = 3
+    """3: the capture model calibrated against real MPIIGaze crops (lash line, crease and fold, dark iris,
     shadowed sclera, one eye's side, faint noise); 2 and 1 speckled flat skin and drew white sclera and strand
-    lashes (``results/calibration.md``), all three on ``synth-eyes``' version 2 geometry."""
+    lashes (``results/calibration.md``). The geometry is ``synth-eyes``' version 2 either way."""
     capture = CaptureConfig()
 
     def form_image(self, geometry: EyeGeometry, layers: EyeLayers, generator: torch.Generator) -> Tensor:
