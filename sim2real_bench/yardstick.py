@@ -324,7 +324,7 @@ def dark_discs(gray: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     if scale < 1:
         gray = F.interpolate(gray.unsqueeze(1), scale_factor=scale, mode="area").squeeze(1)
     count, height, width = gray.shape
-    opened = -F.max_pool2d(-F.max_pool2d(gray.unsqueeze(1), 3, 1, 1), 3, 1, 1)
+    opened = F.max_pool2d(-F.max_pool2d(-gray.unsqueeze(1), 3, 1, 1), 3, 1, 1)  # erode, then dilate
     allowed = torch.full((height, width), -math.inf)
     allowed[round(0.23 * height) : round(0.8 * height), round(0.15 * width) : round(0.85 * width)] = 0
     best = torch.full((count,), -math.inf)
