@@ -72,12 +72,15 @@ def sample_geometry(count: int, height: int, width: int, generator: torch.Genera
     """Draw ``count`` eyes filling a ``height x width`` crop as normalized real eye crops do.
 
     Proportions follow adult anatomy and the real MPIIGaze crops of
-    ``results/calibration.md``: the eye spans 70-90 % of the crop width, the iris
+    ``results/calibration.md``: the eye spans 76-92 % of the crop width, the iris
     diameter exceeds the lid aperture, the upper lid covers the iris's top by up to
-    a third of its radius and the lower lid lies about at its bottom.
+    a third of its radius and the lower lid lies about at its bottom. Version 3 draws
+    the eye 4 % wider and the eyeball's radius at 0.83-1.0 half-widths (version 2:
+    0.71-0.83), so the iris comes near the size of real crops' darkest disc; of the
+    single changes measured, that one lowered the error on real labeled eyes.
     """
-    half_width = _uniform(count, 0.36, 0.44, generator) * width
-    eyeball_radius = half_width / _uniform(count, 1.2, 1.4, generator)
+    half_width = _uniform(count, 0.38, 0.46, generator) * width
+    eyeball_radius = half_width / _uniform(count, 1.0, 1.2, generator)
     iris_radius = eyeball_radius * _uniform(count, 0.44, 0.52, generator)
     iris_top = iris_radius + IRIS_RISE * eyeball_radius  # above the corner line, at zero pitch
     iris_bottom = iris_radius - IRIS_RISE * eyeball_radius  # below it

@@ -181,10 +181,11 @@ class WebcamEyes(EyeDomain):
     mechanics, to be confirmed on MPIIGaze with the ``mpiigaze:PATH`` loader.
     """
 
-    version = 3
-    """3: the capture model calibrated against real MPIIGaze crops (lash line, crease and fold, dark iris,
-    shadowed sclera, one eye's side, faint noise); 2 and 1 speckled flat skin and drew white sclera and strand
-    lashes (``results/calibration.md``). The geometry is ``synth-eyes``' version 2 either way."""
+    version = 4
+    """4: ``synth-eyes``' geometry version 3 under version 3's capture model. 3: the capture model
+    calibrated against real MPIIGaze crops (lash line, crease and fold, dark iris, shadowed sclera,
+    one eye's side, faint noise); 2 and 1 speckled flat skin and drew white sclera and strand
+    lashes (``results/calibration.md``). Versions 1-3 have ``synth-eyes``' geometry version 2."""
     capture = CaptureConfig()
 
     def form_image(self, geometry: EyeGeometry, layers: EyeLayers, generator: torch.Generator) -> Tensor:
