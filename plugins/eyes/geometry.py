@@ -75,7 +75,7 @@ def sample_geometry(count: int, height: int, width: int, generator: torch.Genera
     ``results/calibration.md``: the eye spans 76-92 % of the crop width, the iris
     diameter exceeds the lid aperture, the upper lid covers the iris's top by up to
     a third of its radius and the lower lid lies about at its bottom. Version 3 draws
-    the eye 4 % wider and the eyeball's radius at 0.83-1.0 half-widths (version 2:
+    the eye wider by 4 % of the crop and the eyeball's radius at 0.83-1.0 half-widths (version 2:
     0.71-0.83), so the iris comes near the size of real crops' darkest disc; of the
     single changes measured, that one lowered the error on real labeled eyes.
     """
