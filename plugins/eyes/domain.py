@@ -68,7 +68,8 @@ class EyeDomain(ProceduralDataset):
     version: ClassVar[int] = 3
     """3: an eye wider by 4 % of the crop on a larger eyeball, so the iris is nearly as large as real
     crops' (``results/calibration.md``, "geometry version 3"). 2: the anatomical geometry of
-    :func:`sample_geometry` (iris above the corner line, lids against the iris and following it); 1 put the iris below the corner line inside an open,
+    :func:`sample_geometry` (iris above the corner line, lids against the iris and following it);
+    1 put the iris below the corner line inside an open,
     round aperture (``results/calibration.md`` has both)."""
     height: ClassVar[int] = 35
     width: ClassVar[int] = 55
