@@ -82,7 +82,7 @@ from sim2real_bench.plugins.translation.networks import init_weights
 from sim2real_bench.plugins.translation.patchnce import PatchProjector, layer_problems, patch_nce_loss
 from sim2real_bench.plugins.translation.training import (
     TranslationConfig, discriminator_step, frozen, linear_decay, lsgan_loss)
-from sim2real_bench.refiner import FitContext, Refiner
+from sim2real_bench.refiner import NETWORK_REFINE_BATCH_SIZE, FitContext, Refiner
 
 
 @dataclass(frozen=True)
@@ -140,8 +140,7 @@ class UNSB(Refiner):
     presets = PRESETS
     fit_cached: ClassVar[bool] = True
     refined_cached: ClassVar[bool] = True
-    refine_batch_size: ClassVar[int] = 256
-    """Each image runs ``timesteps`` generator passes and draws its own noise: smaller batches than a GAN's."""
+    refine_batch_size: ClassVar[int] = NETWORK_REFINE_BATCH_SIZE
 
     def __init__(self, config: UNSBConfig, image_shape: tuple[int, int, int]) -> None:
         super().__init__(config, image_shape)

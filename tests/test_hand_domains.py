@@ -6,12 +6,13 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from sim2real_bench.plugins.hands.kinect import KinectHands
 from sim2real_bench.plugins.hands.synthetic import SynthHands
 from sim2real_bench.plugins.hands.geometry import DEPTH_HALF_RANGE_MM, LABEL_NAMES
 from sim2real_bench.plugins.hands.render import render_capsules
-from sim2real_bench.plugins.hands.sensor import projector_shadow, quantize_disparity
+from sim2real_bench.plugins.hands.sensor import neighbourhood_extreme, projector_shadow, quantize_disparity
 
 DOMAINS = [SynthHands("synth-hands"), KinectHands("kinect-hands")]
 ids = [d.name for d in DOMAINS]
@@ -93,3 +94,10 @@ def test_projector_shadow_falls_beside_a_near_object_on_one_side() -> None:
     depth[..., 12:20] = 600.0
     shadow = projector_shadow(depth, torch.tensor([100.0]), baseline_mm=75.0)[0, 0, 0]
     assert shadow[:12].any() and not shadow[12:].any()
+
+
+def test_neighbourhood_extremes_are_a_3x3_pooling_of_the_depth_map() -> None:
+    depth = torch.rand(4, 1, 16, 20, generator=torch.Generator().manual_seed(0)) * 1000
+    depth[0, 0, 3:6, 4:9] = math.inf  # no reading
+    assert torch.equal(neighbourhood_extreme(depth, torch.maximum), F.max_pool2d(depth, 3, 1, 1))
+    assert torch.equal(neighbourhood_extreme(depth, torch.minimum), -F.max_pool2d(-depth, 3, 1, 1))

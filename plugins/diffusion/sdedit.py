@@ -80,7 +80,7 @@ from sim2real_bench.plugins.adversarial import AdversarialFit, BatchSampler, Fit
 from sim2real_bench.plugins.diffusion.denoiser import Denoiser, WeightAverage, crop, pad, padded_size
 from sim2real_bench.plugins.diffusion.sampling import (
     BETA_SCHEDULES, cumulative_alphas, make_schedule, sdedit, start_level)
-from sim2real_bench.refiner import FitContext, Refiner
+from sim2real_bench.refiner import NETWORK_REFINE_BATCH_SIZE, FitContext, Refiner
 
 GRID_IMAGES = 8
 """Images per row of the fit's grids."""
@@ -207,8 +207,7 @@ class SDEdit(Refiner):
     refine_settings: ClassVar[tuple[str, ...]] = ("t0", "denoise_steps", "eta", "repeats", "ilvr_factor",
                                                    "clip_denoised")
     """The sampler's settings: a t0 or ILVR sweep refines one trained denoiser in each of its ways."""
-    refine_batch_size: ClassVar[int] = 256
-    """Each image costs K denoiser passes and draws its own noise: smaller batches than a GAN's."""
+    refine_batch_size: ClassVar[int] = NETWORK_REFINE_BATCH_SIZE
 
     def __init__(self, config: SDEditConfig, image_shape: tuple[int, int, int]) -> None:
         super().__init__(config, image_shape)

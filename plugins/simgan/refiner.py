@@ -49,7 +49,7 @@ from sim2real_bench.plugins.adversarial import (
     AdversarialFit, BatchSampler, FitSchedule, ImageHistory, Phase, Update, accuracy)
 from sim2real_bench.plugins.hands.domain import LABEL_KIND as HAND_POSE
 from sim2real_bench.plugins.simgan.networks import DISCRIMINATOR_LAYOUTS, PatchDiscriminator, RefinerNet
-from sim2real_bench.refiner import FitContext, Refiner
+from sim2real_bench.refiner import NETWORK_REFINE_BATCH_SIZE, FitContext, Refiner
 
 REFINED, REAL = 0, 1
 REG_SPACES = ("pixel", "blur")
@@ -137,6 +137,7 @@ class SimGAN(Refiner):
     presets: ClassVar[dict[str, SimGANConfig]] = PRESETS
     fit_cached: ClassVar[bool] = True
     refined_cached: ClassVar[bool] = True
+    refine_batch_size: ClassVar[int] = NETWORK_REFINE_BATCH_SIZE
 
     @classmethod
     def preset_for(cls, budget: str, label_kind: str) -> SimGANConfig:

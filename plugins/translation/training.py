@@ -33,7 +33,7 @@ from sim2real_bench.data import Samples
 from sim2real_bench.device import Compute
 from sim2real_bench.plugins.adversarial import AdversarialFit, BatchSampler, FitSchedule, ImageHistory, Phase, Update
 from sim2real_bench.plugins.translation.networks import INITS, PatchDiscriminator, ResnetGenerator, init_weights
-from sim2real_bench.refiner import FitContext, Refiner
+from sim2real_bench.refiner import NETWORK_REFINE_BATCH_SIZE, FitContext, Refiner
 
 
 @dataclass(frozen=True)
@@ -128,6 +128,7 @@ class TranslationGAN(Refiner):
     """The method's registered name: the prefix of its logged metrics and artifacts."""
     fit_cached: ClassVar[bool] = True
     refined_cached: ClassVar[bool] = True
+    refine_batch_size: ClassVar[int] = NETWORK_REFINE_BATCH_SIZE
 
     def __init__(self, config: TranslationConfig, image_shape: tuple[int, int, int]) -> None:
         super().__init__(config, image_shape)

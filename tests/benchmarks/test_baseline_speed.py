@@ -3,9 +3,9 @@
 Fit: one training step of ``cyclegan`` and ``cut`` (a generator and a
 discriminator update) at the preset's batch; ``extra_info["images_per_second"]``
 counts the source and target images a step draws, as the runner's
-``throughput/refiner_fit_img_s`` does. Refine: batches of 1024 through
-``cyclegan``'s and ``cut``'s generators and the training-free ``histmatch`` and
-``fda``, under inference mode and the machine's autocast as the runner refines.
+``throughput/refiner_fit_img_s`` does. Refine: 1024 images through ``cyclegan``'s
+and ``cut``'s generators and the training-free ``histmatch`` and ``fda``, as the
+runner refines (each refiner's batch size, inference mode, the machine's autocast).
 The translators' ``extra_info["share_of_peak"]`` is their FLOP/s over the
 measured peak of their dominant convolution (``roofline.py``).
 """
@@ -24,10 +24,11 @@ from sim2real_bench.plugins import cut, cyclegan
 from sim2real_bench.plugins.fda import FDA
 from sim2real_bench.plugins.histmatch import HistMatch
 from sim2real_bench.refiner import FitContext, Refiner
+from sim2real_bench.stages import refine_images
 from sim2real_bench.tracking import Tracker
 
 SHAPE = (1, 35, 55)
-REFINE_BATCH = 1024
+REFINE_IMAGES = 1024
 TRANSLATORS = {"cyclegan": (cyclegan.CycleGAN, cyclegan.QUICK), "cut": (cut.CUT, cut.QUICK)}
 TRAINING_FREE = {"histmatch": HistMatch, "fda": FDA}
 
@@ -35,8 +36,8 @@ TRAINING_FREE = {"histmatch": HistMatch, "fda": FDA}
 @pytest.fixture(scope="module")
 def images() -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(0)
-    return (torch.rand(REFINE_BATCH, *SHAPE, generator=generator) * 2 - 1,
-            torch.rand(REFINE_BATCH, *SHAPE, generator=generator) * 2 - 1)
+    return (torch.rand(REFINE_IMAGES, *SHAPE, generator=generator) * 2 - 1,
+            torch.rand(REFINE_IMAGES, *SHAPE, generator=generator) * 2 - 1)
 
 
 def record(benchmark, images_per_call: int, precision: str) -> None:
@@ -84,10 +85,8 @@ def test_refine(benchmark, name, images) -> None:
     refiner = ready(name, images, compute)
     batch = images[0].to(compute.device)
 
-    @torch.inference_mode()
     def refine() -> None:
-        with compute.autocast():
-            refiner.refine(batch)
+        refine_images(refiner, batch, compute)  # as the pipeline refines: in the refiner's batch size
 
     benchmark.pedantic(refine, rounds=5, warmup_rounds=1)
     record(benchmark, len(batch), compute.precision)

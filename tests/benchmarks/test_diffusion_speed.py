@@ -1,9 +1,9 @@
 """Diffusion refiners' speed beside SimGAN's, same run, quick presets on 35x55 eyes.
 
 For each refiner in :data:`CASES`: one fit step (what one step of its fit
-draws, the unit of the runner's ``throughput/refiner_fit_img_s``) and refining a
-batch of 256 images (``throughput/refine_img_s``), channels-last and bf16
-autocast where the hardware has it, as the runner does. ``extra_info`` holds
+draws, the unit of the runner's ``throughput/refiner_fit_img_s``) and refining
+256 images (``throughput/refine_img_s``) in the refiner's batch size, channels-last
+and bf16 autocast where the hardware has it, as the runner does. ``extra_info`` holds
 ``images_per_second`` and, for refining, ``network_passes`` (denoiser or
 generator passes per refined image: sdedit's K DDIM steps) and
 ``image_passes_per_second`` (images/s times passes: the speed of one DDIM step),
@@ -27,9 +27,10 @@ from sim2real_bench.device import Compute, resolve_compute
 from sim2real_bench.plugins.adversarial import BatchSampler, ImageHistory
 from sim2real_bench.refiner import Refiner
 from sim2real_bench.registry import Registry
+from sim2real_bench.stages import refine_images
 
 SHAPE = (1, 35, 55)
-REFINE_BATCH = 256
+REFINE_IMAGES = 256
 
 Step = Callable[[], object]
 
@@ -128,12 +129,10 @@ def test_fit_step(benchmark, name, compute, images) -> None:
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_refine(benchmark, name, compute, images) -> None:
     refiner = quick(name, compute)
-    batch = images[0][:REFINE_BATCH].to(compute.device)
+    batch = images[0][:REFINE_IMAGES].to(compute.device)
 
-    @torch.inference_mode()
     def refine() -> None:
-        with compute.autocast():
-            refiner.refine(batch)
+        refine_images(refiner, batch, compute)  # as the pipeline refines: in the refiner's batch size
 
     benchmark.pedantic(refine, rounds=3, warmup_rounds=1)
     rate, passes = describe(benchmark, compute, len(batch)), CASES[name].passes(refiner)
