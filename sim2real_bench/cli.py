@@ -353,10 +353,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``s2r-bench`` console script.
 
     SIGTERM is handled like Ctrl-C (runs end KILLED, partial outputs are removed),
-    and a tracking store that cannot be used is refused before any work starts.
+    a tracking store that cannot be used is refused before any work starts, and
+    freed memory is kept for reuse (:mod:`sim2real_bench.allocator`) by every command.
     """
+    from sim2real_bench.allocator import keep_freed_memory
     from sim2real_bench.signals import Terminated, sigterm_as_interrupt
 
+    keep_freed_memory()
     args = _parser().parse_args(argv)
     with sigterm_as_interrupt():
         try:

@@ -23,6 +23,7 @@ import torch
 
 import sim2real_bench
 from sim2real_bench import stages, tracking
+from sim2real_bench.allocator import keep_freed_memory
 from sim2real_bench.config import flatten
 from sim2real_bench.device import Compute, seed_everything
 from sim2real_bench.config import IDENTITY
@@ -137,7 +138,11 @@ def tracked(plan: Plan, uri: str, experiment: str | None = None,
 
 
 def execute(plan: Plan, tracker: tracking.Tracker, progress: bool = True, store: Store | None = None) -> dict[str, float]:
-    """Do one combination's work, logging params, per-stage metrics and artifacts to ``tracker``; return its metrics."""
+    """Do one combination's work, logging params, per-stage metrics and artifacts to ``tracker``; return its metrics.
+
+    Here, not only in the CLI, the process is told to reuse freed memory: a Ray worker runs nothing else.
+    """
+    keep_freed_memory()
     config = plan.config()
     tracker.log_params({
         **flatten(config),

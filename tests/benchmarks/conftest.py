@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from sim2real_bench.allocator import keep_freed_memory
+
 HERE = Path(__file__).parent
+
+# A run's process keeps freed memory for reuse (runner.execute): stages are measured in the same state.
+keep_freed_memory()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -1,0 +1,41 @@
+"""keep_freed_memory: freed tensors of a few megabytes are reused, not faulted in again page by page."""
+
+import platform
+import subprocess
+import sys
+
+import pytest
+
+GLIBC = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+ROUNDS = 10
+TENSORS, MEGABYTES = 4, 8
+PAGES = TENSORS * MEGABYTES * 256
+"""4 KB pages one round of the probe touches."""
+
+PROBE = f"""
+import resource, sys, torch
+from sim2real_bench.allocator import keep_freed_memory
+if sys.argv[1] == "keep":
+    assert keep_freed_memory()
+def one_round():
+    tensors = [torch.ones({MEGABYTES} << 18) for _ in range({TENSORS})]
+    del tensors
+one_round(); one_round()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range({ROUNDS}):
+    one_round()
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / {ROUNDS})
+"""
+
+
+def faults_per_round(mode: str) -> float:
+    """Page faults per round of allocating four 8 MB tensors and freeing them, in a fresh interpreter."""
+    done = subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True, check=True)
+    return float(done.stdout)
+
+
+@pytest.mark.skipif(not GLIBC, reason="mallopt's thresholds are glibc's; other C libraries are left alone")
+def test_freed_blocks_are_reused_instead_of_faulted_in_again() -> None:
+    default, kept = faults_per_round("default"), faults_per_round("keep")
+    assert default > PAGES / 2, f"only {default:.0f} of {PAGES} pages faulted in by default"
+    assert kept < PAGES / 4, f"{kept:.0f} of {PAGES} pages faulted in again after keep_freed_memory()"
