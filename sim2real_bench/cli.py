@@ -95,6 +95,8 @@ def _parser() -> argparse.ArgumentParser:
                                   "test, KID, image statistics")
     realism.add_argument("dataset", help="the images judged: a dataset spec NAME[:ARG] (a domain, an exported folder:)")
     realism.add_argument("--real", required=True, help="the real captures, a dataset spec, e.g. folder:PATH")
+    realism.add_argument("--reference", help="other real captures (other people, another session), judged "
+                         "against --real the same way: what real data scores, printed beside the candidate")
     realism.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     realism.add_argument("--count", type=int, default=2000, help="images per side at most (default 2000)")
     realism.add_argument("--split", default="train", choices=("train", "test"), help="split of both (default train)")
@@ -329,8 +331,11 @@ def _realism(args: argparse.Namespace) -> None:
     seeds = parse_seeds(args.seeds)
     registry = default_registry()
     candidate, real = build_dataset(args.dataset, registry), build_dataset(args.real, registry)
+    reference = None if args.reference is None else yardstick.framed_like(candidate,
+                                                                          build_dataset(args.reference, registry))
     compute = resolve_compute(args.device, "fp32")
-    comparison = yardstick.measure(candidate, real, seeds, compute, count=args.count, split=args.split)
+    comparison = yardstick.measure(candidate, real, seeds, compute, count=args.count, split=args.split,
+                                   reference=reference)
     print(comparison.table())
     if args.out is not None:
         print("wrote " + ", ".join(str(path) for path in yardstick.write(comparison, args.out)))

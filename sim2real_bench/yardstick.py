@@ -50,6 +50,12 @@ other real crops, before or after a run:
   an iris detector's centre and radius with their spreads, where the blob
   would also take in the lashes and lid shadow joined to the iris.
 
+**A real reference** (``--reference``): other real captures (other people, another
+session) measured against the same real images the same way, framed to the
+candidate's size. The two-sample test tells one person's crops from another's
+(two halves of the MPIIGaze crops here, 750 files each, are told apart at 98 %),
+so a candidate's figure reads best beside what real captures of other people score.
+
 With an output folder it writes ``realism.json`` (every figure, per seed),
 ``realism.md``, ``samples.png`` (candidate left, real right),
 ``statistics.png`` (histograms, spectra, gradients) and ``layout.png``.
@@ -408,40 +414,42 @@ class Comparison:
     notes: list[str]
     examples: tuple[Tensor, Tensor] = field(repr=False, compare=False, default=(torch.empty(0), torch.empty(0)))
     """The first equalized images of each side, for the sample grid."""
+    reference: Comparison | None = None
+    """Other real captures against the same real images, measured the same way: what real data scores."""
 
-    def rows(self) -> list[tuple[str, str, str]]:
-        """``(measure, candidate, real)`` rows of the printed and markdown tables."""
-        a, b = self.candidate_stats, self.real_stats
-        return [  # the first three measure the pair, so they sit in the candidate's column
-            ("two-sample test accuracy, % (50: indistinguishable)", _cell(self.accuracy, 1), ""),
-            ("KID, random-CNN features (0: same distribution)", _cell(self.kid, 4), ""),
-            (f"layout test accuracy, % ({LAYOUT_BLOCKS[0]}x{LAYOUT_BLOCKS[1]} block means, linear)",
-             _cell(self.layout, 1), ""),
-            ("intensity mean / std", f"{a.mean:.3f} / {a.std:.3f}", f"{b.mean:.3f} / {b.std:.3f}"),
-            ("power-spectrum slope (log-log)", f"{a.spectrum_slope:.2f}", f"{b.spectrum_slope:.2f}"),
-            ("mean |d/dy| / |d/dx|", f"{a.gradient_y:.4f} / {a.gradient_x:.4f}",
-             f"{b.gradient_y:.4f} / {b.gradient_x:.4f}"),
-            ("gradient ratio dy/dx", f"{a.gradient_y / a.gradient_x:.2f}", f"{b.gradient_y / b.gradient_x:.2f}"),
-            (f"dark blob (< {DARK_LEVEL}) area, % of image", f"{a.dark_blob_area:.1f}", f"{b.dark_blob_area:.1f}"),
-            ("dark pixels in that blob, %", f"{a.dark_blob_share:.1f}", f"{b.dark_blob_share:.1f}"),
-            ("dark blob centre x / y (fraction)", f"{a.dark_blob_x:.2f} / {a.dark_blob_y:.2f}",
-             f"{b.dark_blob_x:.2f} / {b.dark_blob_y:.2f}"),
-            ("darkest disc (iris) centre x / y, px (std)", _disc_centre(a), _disc_centre(b)),
-            ("darkest disc radius, px (std)", f"{a.disc_radius:.1f} ({a.disc_radius_std:.1f})",
-             f"{b.disc_radius:.1f} ({b.disc_radius_std:.1f})"),
-        ]
+    def columns(self) -> list[str]:
+        """The tables' column heads after ``measure``."""
+        return ["candidate", *(["reference"] if self.reference is not None else []), "real"]
+
+    def rows(self) -> list[tuple[str, ...]]:
+        """``(measure, candidate, [reference,] real)`` rows of the printed and markdown tables.
+
+        The first three measures score a pair, so they sit in the judged side's column.
+        """
+        judged = [self] if self.reference is None else [self, self.reference]
+        pair = [[*cells, ""] for cells in zip(*(_pair_cells(side) for side in judged))]
+        stats = zip(*(_statistics_cells(side.candidate_stats) for side in judged), _statistics_cells(self.real_stats))
+        return [(name, *cells) for name, cells in zip(PAIR_MEASURES + STATISTICS_MEASURES, [*pair, *stats])]
 
     def header(self) -> str:
         """One line: what was compared with what, on how many images."""
         channels, height, width = self.image_shape
-        return (f"{self.candidate} against real {self.real}: {self.split} split, {self.count} images per side of "
+        line = (f"{self.candidate} against real {self.real}: {self.split} split, {self.count} images per side of "
                 f"{width}x{height}x{channels}, seeds {','.join(map(str, self.seeds))}; {EQUALIZED}")
+        if self.reference is not None:
+            line += f"; reference: real {self.reference.candidate}, {self.reference.count} images per side"
+        return line
+
+    def all_notes(self) -> list[str]:
+        """The notes, then the reference's that say something new, marked as such."""
+        reference_notes = self.reference.notes if self.reference is not None else []
+        return [*self.notes, *(f"reference: {note}" for note in reference_notes if note not in self.notes)]
 
     def table(self) -> str:
         """The printed report."""
-        rows = [("measure", "candidate", "real"), *self.rows()]
-        widths = [max(len(row[column]) for row in rows) for column in range(3)]
-        lines = [self.header(), *self.notes]
+        rows = [("measure", *self.columns()), *self.rows()]
+        widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+        lines = [self.header(), *self.all_notes()]
         lines += [("  " + "  ".join(text.ljust(widths[column]) for column, text in enumerate(row))).rstrip()
                   for row in rows]
         return "\n".join(lines)
@@ -449,13 +457,12 @@ class Comparison:
     def markdown(self, pictures: Sequence[str] = ()) -> str:
         """The report as markdown, with links to ``pictures`` written beside it."""
         lines = [f"# Realism of `{self.candidate}` against `{self.real}`", "", self.header() + ".", ""]
-        lines += [f"- {note}" for note in self.notes]
-        lines += ["", "| measure | candidate | real |", "|---|---|---|"]
-        lines += [f"| {name} | {left} | {right} |" for name, left, right in self.rows()]
-        per_seed = (f"Per seed: accuracy {', '.join(f'{v:.1f}' for v in self.accuracy)}; "
-                    f"KID {', '.join(f'{v:.4f}' for v in self.kid)}; "
-                    f"layout test {', '.join(f'{v:.1f}' for v in self.layout)}.")
-        lines += ["", per_seed, ""]
+        lines += [f"- {note}" for note in self.all_notes()]
+        heads = ["measure", *self.columns()]
+        lines += ["", "| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+        lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in self.rows()]
+        lines += ["", *(f"{side}: per seed {_per_seed(comparison)}." for side, comparison in
+                        zip(self.columns(), [self, self.reference]) if comparison is not None), ""]
         lines += [f"![{name}]({name})" for name in pictures]
         return "\n".join(lines) + "\n"
 
@@ -475,7 +482,52 @@ class Comparison:
             "layout_difference": self.layout_difference,
             "statistics": {"candidate": asdict(self.candidate_stats), "real": asdict(self.real_stats)},
             "notes": self.notes,
+            **({"reference": self.reference.to_json()} if self.reference is not None else {}),
         }
+
+
+PAIR_MEASURES = (
+    "two-sample test accuracy, % (50: indistinguishable)",
+    "KID, random-CNN features (0: same distribution)",
+    f"layout test accuracy, % ({LAYOUT_BLOCKS[0]}x{LAYOUT_BLOCKS[1]} block means, linear)",
+)
+STATISTICS_MEASURES = (
+    "intensity mean / std",
+    "power-spectrum slope (log-log)",
+    "mean |d/dy| / |d/dx|",
+    "gradient ratio dy/dx",
+    f"dark blob (< {DARK_LEVEL}) area, % of image",
+    "dark pixels in that blob, %",
+    "dark blob centre x / y (fraction)",
+    "darkest disc (iris) centre x / y, px (std)",
+    "darkest disc radius, px (std)",
+)
+
+
+def _pair_cells(comparison: Comparison) -> list[str]:
+    """The cells of :data:`PAIR_MEASURES`: mean ± s.e. over seeds."""
+    return [_cell(comparison.accuracy, 1), _cell(comparison.kid, 4), _cell(comparison.layout, 1)]
+
+
+def _statistics_cells(stats: ImageStats) -> list[str]:
+    """The cells of :data:`STATISTICS_MEASURES` for one side's images."""
+    return [
+        f"{stats.mean:.3f} / {stats.std:.3f}",
+        f"{stats.spectrum_slope:.2f}",
+        f"{stats.gradient_y:.4f} / {stats.gradient_x:.4f}",
+        f"{stats.gradient_y / stats.gradient_x:.2f}",
+        f"{stats.dark_blob_area:.1f}",
+        f"{stats.dark_blob_share:.1f}",
+        f"{stats.dark_blob_x:.2f} / {stats.dark_blob_y:.2f}",
+        _disc_centre(stats),
+        f"{stats.disc_radius:.1f} ({stats.disc_radius_std:.1f})",
+    ]
+
+
+def _per_seed(comparison: Comparison) -> str:
+    return (f"accuracy {', '.join(f'{v:.1f}' for v in comparison.accuracy)}; "
+            f"KID {', '.join(f'{v:.4f}' for v in comparison.kid)}; "
+            f"layout test {', '.join(f'{v:.1f}' for v in comparison.layout)}")
 
 
 def _matched(candidate: Dataset, real: Dataset) -> tuple[int, int] | None:
@@ -506,8 +558,23 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def framed_like(candidate: Dataset, reference: Dataset) -> Dataset:
+    """``reference`` at ``candidate``'s image size, so both are judged against the real side at one scale."""
+    size = _matched(candidate, reference)
+    if size is None:
+        return reference
+    framed = reference.resized(*size)
+    if framed is None:
+        _, height, width = reference.image_shape
+        target = f"{size[1]}x{size[0]}"
+        raise DataError(f"reference {reference.spec} images are {width}x{height} and cannot be resized to the "
+                        f"candidate's {target}; give it that size, e.g. folder:PATH?size={target}")
+    return framed
+
+
 def measure(candidate: Dataset, real: Dataset, seeds: Sequence[int], compute: Compute, count: int = DEFAULT_COUNT,
-            split: str = "train", echo: Callable[[str], None] = _stderr) -> Comparison:
+            split: str = "train", echo: Callable[[str], None] = _stderr,
+            reference: Dataset | None = None) -> Comparison:
     """Compare ``candidate`` images with ``real`` captures: two-sample test and KID per seed, image statistics.
 
     Args:
@@ -519,6 +586,8 @@ def measure(candidate: Dataset, real: Dataset, seeds: Sequence[int], compute: Co
         count: images per side at most; both sides are cut to the smaller.
         split: which split of both datasets to load.
         echo: where notes (a resize) go as they happen.
+        reference: other real captures, judged against the same ``real`` images by the same measures (framed to
+            the candidate's size by :func:`framed_like`), so the candidate's figures read beside real data's.
 
     Returns:
         A :class:`Comparison`; labels are never loaded into it.
@@ -562,8 +631,10 @@ def measure(candidate: Dataset, real: Dataset, seeds: Sequence[int], compute: Co
             difference = layout_difference(*sides)
             examples = sides[0][:EXAMPLES].clone(), sides[1][:EXAMPLES].clone()
     assert stats is not None
+    judged_reference = None if reference is None else measure(framed_like(candidate, reference), real, seeds, compute,
+                                                               count, split, echo)
     return Comparison(candidate.spec, real.spec, split, used, tuple(candidate.image_shape), list(seeds), accuracy,
-                      kid, layout, difference, stats[0], stats[1], notes, examples)
+                      kid, layout, difference, stats[0], stats[1], notes, examples, judged_reference)
 
 
 def _shared_images(candidate: Tensor, real: Tensor) -> int:

@@ -76,6 +76,38 @@ def test_a_domain_against_an_independent_draw_of_itself_is_near_chance(
     assert not any("on both sides" in note for note in same.notes)
 
 
+def test_a_reference_is_judged_against_the_same_real_images_and_printed_beside_the_candidate(
+        synthetic_against_stand_in: yardstick.Comparison) -> None:
+    registry = Registry()
+    with_reference = yardstick.measure(build_dataset("synth-eyes", registry), build_dataset("webcam-eyes", registry),
+                                       [0], CPU, count=COUNT, echo=lambda line: None,
+                                       reference=build_dataset("webcam-eyes", registry))
+    reference = with_reference.reference
+    assert reference is not None and reference.candidate == "webcam-eyes" and reference.real == "webcam-eyes"
+    # The candidate's own figures are the ones measured without a reference; the reference is an independent
+    # draw of the real side, so its two-sample test sits near chance where the clean renders' is far above it.
+    assert with_reference.accuracy == synthetic_against_stand_in.accuracy
+    assert 30 < reference.accuracy[0] < 70 < with_reference.accuracy[0]
+    assert with_reference.columns() == ["candidate", "reference", "real"]
+    rows = with_reference.rows()
+    assert all(len(row) == 4 for row in rows) and rows[0][1:] == (f"{with_reference.accuracy[0]:.1f}",
+                                                                  f"{reference.accuracy[0]:.1f}", "")
+    assert "reference: real webcam-eyes" in with_reference.header()
+    assert with_reference.to_json()["reference"]["classifier_accuracy"]["per_seed"] == reference.accuracy
+    markdown = with_reference.markdown()
+    assert "| measure | candidate | reference | real |" in markdown
+    assert r"| mean \|d/dy\| / \|d/dx\| |" in markdown  # a bar inside a cell would split the table's row
+    assert all(line.count("|") - line.count(r"\|") == 5 for line in markdown.splitlines() if line.startswith("|"))
+
+
+def test_a_reference_is_framed_to_the_candidates_size_or_refused_with_the_fix(tmp_path: Path) -> None:
+    other_size = write_folder(tmp_path / "other", np.zeros((20, 36, 60), dtype=np.uint8))
+    framed = yardstick.framed_like(build_dataset("synth-eyes", Registry()), Folder("folder", str(other_size)))
+    assert framed.image_shape == (1, 35, 55) and framed.spec.endswith("?size=55x35")
+    with pytest.raises(DataError, match="give it that size"):
+        yardstick.framed_like(build_dataset("synth-eyes", Registry()), Tensors("fixed", noise(shape=(1, 36, 60))))
+
+
 def test_images_on_both_sides_are_counted_in_the_notes(quick_classifier: None) -> None:
     images = noise()
     comparison = yardstick.measure(Tensors("a", images), Tensors("b", images), [0], CPU, echo=lambda line: None)
@@ -235,6 +267,19 @@ def test_the_command_prints_the_table_and_writes_the_report(tmp_path: Path, caps
     assert "two-sample test accuracy" in captured.out and " ± " in captured.out
     assert "real images resized from 60x36 to the candidate's 55x35" in captured.err
     assert (tmp_path / "report" / "realism.json").exists()
+    assert "reference" not in captured.out
+
+
+def test_the_command_prints_a_reference_column(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                               quick_classifier: None) -> None:
+    rng = np.random.default_rng(1)
+    real = write_folder(tmp_path / "real", (rng.random((20, 35, 55)) * 255).astype(np.uint8))
+    other = write_folder(tmp_path / "other", (rng.random((20, 36, 60)) * 255).astype(np.uint8))
+    assert main(["realism", "synth-eyes", "--real", f"folder:{real}", "--reference", f"folder:{other}",
+                 "--seeds", "0", "--count", "16", "--out", str(tmp_path / "report")]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[1].split() == ["measure", "candidate", "reference", "real"]
+    assert "reference" in json.loads((tmp_path / "report" / "realism.json").read_text())
 
 
 def test_the_command_refuses_mismatched_channels_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
