@@ -44,6 +44,8 @@ class RunSpec:
     target_test: str | None = None
     """A labeled dataset to test on when ``target`` has no labels (e.g. an unlabeled ``folder:``)."""
     overrides: tuple[str, ...] = ()
+    real_test: str | None = None
+    """A second labeled test set, typically real captures: the trained task is evaluated on it too (``real/*``)."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,8 @@ class Plan:
     target_test: Dataset
     """Where the labeled target test split comes from: ``target`` unless ``--target-test`` names another."""
     compute: Compute
+    real_test: Dataset | None = None
+    """Where the ``real/*`` metrics are measured, when the spec names a second test set."""
 
     @property
     def is_reference(self) -> bool:
@@ -82,8 +86,11 @@ class Plan:
         return self.refiner_class(self.refiner_config, self.image_shape)
 
     def config(self) -> dict[str, Any]:
-        """The resolved configuration, as logged and printed."""
-        return {
+        """The resolved configuration, as logged and printed.
+
+        A second test set is in it only when named, so runs without one keep the keys they had.
+        """
+        config = {
             "refiner": self.spec.refiner,
             "role": "reference" if self.is_reference else "refiner",
             "task": self.spec.task,
@@ -100,6 +107,10 @@ class Plan:
             "task_config": dataclasses.asdict(self.task_config),
             "refiner_config": dataclasses.asdict(self.refiner_config) if self.refiner_config is not None else {},
         }
+        if self.real_test is not None:
+            config["real_test"] = self.real_test.spec
+            config["data_versions"]["real_test"] = self.real_test.version
+        return config
 
     @property
     def key(self) -> str:
@@ -114,12 +125,14 @@ def build_dataset(spec: str, registry: Registry) -> Dataset:
 
 
 def _check_label_kinds(spec: RunSpec, task_class: type[Task], reference: bool, source: Dataset, target: Dataset,
-                       target_test: Dataset, registry: Registry) -> None:
+                       target_test: Dataset, real_test: Dataset | None, registry: Registry) -> None:
     labeled = [("source", source)]
     if reference or spec.target_test is None:
         labeled.append(("target", target))
     if spec.target_test is not None:
         labeled.append(("target test", target_test))
+    if real_test is not None:
+        labeled.append(("real test", real_test))
     for role, dataset in labeled:
         kind = registry.label_kind_of(dataset)
         if kind != task_class.label_kind:
@@ -145,15 +158,15 @@ def _available_memory() -> int | None:
     return None
 
 
-def _check_memory(data: DataConfig, image_shape: tuple[int, int, int]) -> None:
+def _check_memory(data: DataConfig, image_shape: tuple[int, int, int], test_splits: int = 2) -> None:
     """Refuse split sizes whose image tensors cannot fit in memory, before anything is loaded."""
-    images = data.source_train + data.target_train + 2 * data.test
+    images = data.source_train + data.target_train + test_splits * data.test
     needed = images * math.prod(image_shape) * 4 * MEMORY_COPIES
     available = _available_memory()
     if available is not None and needed > available:
         raise ConfigError(
-            f"the data sizes ({data.source_train:,} + {data.target_train:,} training and 2 x {data.test:,} test "
-            f"images of {image_shape}) need about {needed / 2**30:,.1f} GiB of memory but "
+            f"the data sizes ({data.source_train:,} + {data.target_train:,} training and {test_splits} x "
+            f"{data.test:,} test images of {image_shape}) need about {needed / 2**30:,.1f} GiB of memory but "
             f"{available / 2**30:,.1f} GiB is available; lower data.source_train / data.target_train / data.test"
         )
 
@@ -196,8 +209,11 @@ def resolve(spec: RunSpec, registry: Registry | None = None) -> Plan:
                      source.image_shape)
     target_test = target if spec.target_test is None else _framed(build_dataset(spec.target_test, registry),
                                                                   source.image_shape)
-    _check_label_kinds(spec, task_class, refiner_class is None, source, target, target_test, registry)
-    for role, dataset in (("target", target), ("target test", target_test)):
+    real_test = None if spec.real_test is None else _framed(build_dataset(spec.real_test, registry),
+                                                            source.image_shape)
+    _check_label_kinds(spec, task_class, refiner_class is None, source, target, target_test, real_test, registry)
+    tested = [("target", target), ("target test", target_test), *([("real test", real_test)] if real_test else [])]
+    for role, dataset in tested:
         if source.image_shape != dataset.image_shape:
             channels, height, width = source.image_shape
             crop = "" if aspects_match((channels, height, width), (channels, *dataset.image_shape[1:])) else \
@@ -207,8 +223,8 @@ def resolve(spec: RunSpec, registry: Registry | None = None) -> Plan:
                 f"{dataset.image_shape} (C, H, W); all domains must share one shape (frame a folder to it with "
                 f"folder:PATH?{crop}size={width}x{height}&channels={channels})"
             )
-    _check_memory(data, source.image_shape)
+    _check_memory(data, source.image_shape, test_splits=2 + (real_test is not None))
     compute = resolve_compute(spec.device, spec.precision)
     return Plan(spec, task_class, refiner_class, task_config, refiner_config, data, source, target, target_test,
-                compute)
+                compute, real_test)
 

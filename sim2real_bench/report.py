@@ -32,7 +32,8 @@ TARGET = ("params.target", "params.data_versions.target")
 """What a refiner adapts to: runs of one refiner that differ here are rows of their own, like its settings."""
 TASK_SETTING = "params.task_config."
 COMPARED_ON = ("params.source", "params.data_versions.source", "params.data.source_train",
-               "params.target_test", "params.data_versions.target_test", "params.data.test")
+               "params.target_test", "params.data_versions.target_test", "params.data.test",
+               "params.real_test", "params.data_versions.real_test")
 """What every run of one table shares, with the task config: where the task trains from and what it is tested on."""
 
 
@@ -151,10 +152,11 @@ STAGES = ("refiner_fit", "refine", "task_train", "eval")
 
 def headline_columns(table: pd.DataFrame, headline: Sequence[str] = ()) -> list[str]:
     """What a leaderboard shows: the task's headline target metrics (its primary one when none are given),
-    source error, gap closed, label shift, realism and the throughput of every stage."""
+    the primary one on the second test set (``--real-test``) and its mean-label floor, source error, gap closed,
+    label shift, realism and the throughput of every stage."""
     primary = table.attrs["primary_metric"]
     target = [f"target/{name}" for name in dict.fromkeys([primary, *headline])]
-    rest = [f"source/{primary}", "gap_closed", f"label_shift/{primary}", "realism/classifier_accuracy", "realism/kid",
+    rest = [f"real/{primary}", f"real_mean_label/{primary}", f"source/{primary}", "gap_closed", f"label_shift/{primary}", "realism/classifier_accuracy", "realism/kid",
             *(f"throughput/{stage}_img_s" for stage in STAGES), "time/refiner_fit_s"]
     return [c for c in target + rest if c in table.columns]
 

@@ -39,7 +39,7 @@ from sim2real_bench.store import InvalidEntry, Store
 from sim2real_bench.task import BatchTransform, Task
 from sim2real_bench.tracking import Tracker
 
-SplitName = Literal["source_train", "target_train", "source_test", "target_test"]
+SplitName = Literal["source_train", "target_train", "source_test", "target_test", "real_test"]
 SHOWN = 12
 """Images per row of a run's sample grid (``samples/synthetic_refined_target.png``)."""
 STRIP_IMAGES = 8
@@ -88,7 +88,8 @@ class RunContext:
 
 @dataclass(frozen=True)
 class Splits:
-    """The four splits of a run, in the task's input space once :func:`to_input_space` has run.
+    """The four splits of a run, and the second test set if it has one, in the task's input space once
+    :func:`to_input_space` has run.
 
     Target training images carry labels only for the ``oracle`` reference.
     """
@@ -97,6 +98,7 @@ class Splits:
     target_train: Samples
     source_test: Samples
     target_test: Samples
+    real_test: Samples | None = None
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,7 @@ def _dataset(plan: Plan, split: SplitName) -> tuple[Dataset, str, int]:
         "target_train": (plan.target, "train", data.target_train),
         "source_test": (plan.source, "test", data.test),
         "target_test": (plan.target_test, "test", data.test),
+        "real_test": (plan.real_test, "test", data.test),
     }[split]
 
 
@@ -156,10 +159,11 @@ def load_split(plan: Plan, split: SplitName, context: RunContext, size: int | No
 
 
 def load(plan: Plan, context: RunContext) -> Splits:
-    """All four splits of the run."""
+    """All four splits of the run, and the second test set if the plan names one."""
     with context.watch.stage("data"):
+        real_test = None if plan.real_test is None else load_split(plan, "real_test", context)
         return Splits(*(load_split(plan, split, context) for split in
-                        ("source_train", "target_train", "source_test", "target_test")))
+                        ("source_train", "target_train", "source_test", "target_test")), real_test=real_test)
 
 
 @torch.inference_mode()
@@ -181,7 +185,8 @@ def in_input_space(plan: Plan, splits: Splits, context: RunContext) -> Splits:
     """Every split through :func:`split_in_input_space`."""
     task = plan.new_task()
     with context.watch.stage("input_space"):
-        return Splits(*(split_in_input_space(plan, split.name, getattr(splits, split.name), task, context.compute)
+        return Splits(*(None if getattr(splits, split.name) is None else
+                        split_in_input_space(plan, split.name, getattr(splits, split.name), task, context.compute)
                         for split in dataclasses.fields(Splits)))
 
 
@@ -299,15 +304,21 @@ def train_task(plan: Plan, training: TrainingSet, context: RunContext) -> Task:
 
 
 def evaluate(task: Task, splits: Splits, train_labels: Tensor, context: RunContext) -> dict[str, float]:
-    """The task's metrics on the target and source test splits, and those of predicting the mean training label."""
+    """The task's metrics on the target and source test splits (and on the second test set, as ``real/*``), and
+    those of predicting the mean training label on each target-side set (``mean_label/*``, ``real_mean_label/*``)."""
     metrics: dict[str, float] = {}
+    tested = [("target", splits.target_test), ("source", splits.source_test)]
+    floors = [("mean_label", splits.target_test)]
+    if splits.real_test is not None:
+        tested.append(("real", splits.real_test))
+        floors.append(("real_mean_label", splits.real_test))
     with context.watch.stage("eval") as stage:
-        for name, split in (("target", splits.target_test), ("source", splits.source_test)):
+        for name, split in tested:
             metrics.update({f"{name}/{k}": v for k, v in task.evaluate(split, context.compute).items()})
-        labels = splits.target_test.labels
-        mean = train_labels.mean(0).expand_as(labels)
-        metrics.update({f"mean_label/{k}": v for k, v in task.metrics(mean, labels).items()})
-        stage["images"] = len(splits.target_test) + len(splits.source_test)
+        for name, split in floors:
+            mean = train_labels.mean(0).expand_as(split.labels)
+            metrics.update({f"{name}/{k}": v for k, v in task.metrics(mean, split.labels).items()})
+        stage["images"] = sum(len(split) for _, split in tested)
     return metrics
 
 

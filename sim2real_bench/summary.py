@@ -62,6 +62,10 @@ def summary(plan: Plan, result: RunResult, uri: str) -> str:
         lines.append(f"  {name:{width}s}  " + "  ".join(f"{_value(values, f'target/{m}'):>14s}" for m in names))
     lines.append(f"  {'mean label':{width}s}  " +
                  "  ".join(f"{_value(metrics, f'mean_label/{m}'):>14s}" for m in names))
+    if plan.real_test is not None:
+        lines.append(f"  real test {plan.real_test.spec}: {spec.refiner} " +
+                     ", ".join(f"{m} {_value(metrics, f'real/{m}')}" for m in names) +
+                     f"; mean label {_value(metrics, f'real_mean_label/{task.primary_metric}')}")
     primary = task.primary_metric
     details = [f"source {primary} {_value(metrics, f'source/{primary}')}"]
     if f"label_shift/{primary}" in metrics and spec.refiner != IDENTITY:  # none moves nothing by definition

@@ -1,4 +1,5 @@
-"""A smoke run on real-data fixtures: UnityEyes as the source, MPIIGaze as the target, fewer images than asked."""
+"""Smoke runs on real-data fixtures: UnityEyes as the source, MPIIGaze as the target, fewer images than asked; a
+labeled folder as a second test set."""
 
 from __future__ import annotations
 
@@ -7,10 +8,15 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
 from PIL import Image
-from realdata import looking, write_mpiigaze, write_unityeyes
+from realdata import looking, write_folder, write_mpiigaze, write_unityeyes
 
 from sim2real_bench.cli import main
+from sim2real_bench.plan import build_dataset
+from sim2real_bench.registry import Registry
+from sim2real_bench.tasks.gaze import angular_error
 
 
 def test_smoke_run_from_unityeyes_to_mpiigaze(tmp_path: Path, tracking_uri: str, capsys) -> None:
@@ -51,3 +57,35 @@ def test_an_unlabeled_folder_is_a_target_when_a_labeled_test_set_is_named(tmp_pa
               "--target-test", "webcam-eyes", "--tracking-uri", tracking_uri]
     assert main(oracle) == 2
     assert "the oracle reference trains on labeled target images" in capsys.readouterr().err
+
+
+def test_a_labeled_real_folder_is_a_second_test_set_that_changes_nothing_else(tmp_path: Path, tracking_uri: str,
+                                                                             capsys) -> None:
+    rng = np.random.default_rng(1)
+    pitch, yaw = rng.uniform(-0.3, 0.3, 24), rng.uniform(-0.4, 0.4, 24)
+    labeled = write_folder(tmp_path / "real", rng.integers(0, 256, (24, 36, 60), dtype=np.uint8),
+                           labels={"pitch": pitch.tolist(), "yaw": yaw.tolist()})
+    argv = ["run", "--refiner", "none", "--task", "gaze", "--budget", "smoke", "--seed", "3",
+            "--tracking-uri", tracking_uri, "--json", "--no-progress"]
+    assert main(argv) == 0, capsys.readouterr().err
+    alone = json.loads(capsys.readouterr().out)
+    assert main([*argv, "--real-test", f"folder:{labeled}?split=test"]) == 0, capsys.readouterr().err
+    both = json.loads(capsys.readouterr().out)
+    # Framed to the task like any test set; evaluated on all 24 crops (split=test), with its mean-label floor.
+    assert both["config"]["real_test"] == f"folder:{labeled}?split=test&size=55x35"
+    assert "real_test" not in alone["config"]
+    assert 0 <= both["metrics"]["real/angular_error"] < 180
+    train_labels = build_dataset("synth-eyes", Registry()).load("train", 512, 3).labels  # the smoke source split
+    floor = angular_error(train_labels.mean(0).expand(24, 2), torch.tensor(np.stack([pitch, yaw], 1))).mean()
+    assert both["metrics"]["real_mean_label/angular_error"] == pytest.approx(float(floor), rel=1e-5)
+    # What the task trained on and every other figure are the run without a second test set's, to the last bit.
+    assert {k: v for k, v in both["metrics"].items() if k.split("/")[0] in ("target", "source", "mean_label")} == \
+        {k: v for k, v in alone["metrics"].items() if k.split("/")[0] in ("target", "source", "mean_label")}
+
+
+def test_an_unlabeled_second_test_set_is_refused_before_any_work(tmp_path: Path, tracking_uri: str, capsys) -> None:
+    unlabeled = _unlabeled_eyes(tmp_path / "unlabeled")
+    assert main(["run", "--refiner", "none", "--task", "gaze", "--budget", "smoke", "--real-test",
+                 f"folder:{unlabeled}", "--tracking-uri", tracking_uri, "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "real test dataset" in err and "needs 'gaze'" in err, err

@@ -154,3 +154,18 @@ def test_runs_tested_on_different_data_are_refused_with_the_way_to_report_them_a
         finished_runs(store, "gaze", "quick")
     assert main(["report", "--tracking-uri", store]) == 2
     assert "tested on" in capsys.readouterr().err
+
+
+def test_the_second_test_set_is_a_column_and_runs_on_two_of_them_are_refused(store: str) -> None:
+    client = MlflowClient(store)
+    _log_runs(store, "randomize", [5.0, 6.0], real_test="folder:/data/real-eyes?split=test")
+    for run in client.search_runs([client.get_experiment_by_name("gaze").experiment_id],
+                                  "params.refiner = 'randomize'"):
+        client.log_metric(run.info.run_id, "real/angular_error", 9.0 + int(run.data.params["seed"]))
+    table = summarize(finished_runs(store, "gaze", "quick"))
+    assert table.loc["randomize", "real/angular_error"] == pytest.approx(9.5)
+    columns = headline_columns(table)
+    assert columns.index("real/angular_error") == columns.index("target/angular_error") + 1
+    _log_runs(store, "histmatch", [5.0], real_test="folder:/data/other-eyes?split=test")
+    with pytest.raises(ConfigError, match=r"real_test: folder:/data/other-eyes\?split=test, folder:/data/real-eyes"):
+        finished_runs(store, "gaze", "quick")
