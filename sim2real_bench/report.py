@@ -74,16 +74,22 @@ def _setting(column: str) -> str:
 
 def row_names(runs: pd.DataFrame) -> pd.Series:
     """Each run's row: its refiner, plus ``[setting=value, ...]`` for the settings and target in which runs of
-    that refiner and task differ."""
+    that refiner and task differ.
+
+    A run whose target is the domain the table tests on (``--target`` not named, or the same as
+    ``--target-test``) is not labeled by its target: ``oracle`` stays the row that gap closed pairs with, and
+    an ``oracle`` trained on labeled real crops is ``oracle [target=folder:...]`` beside it.
+    """
     settings = [column for column in runs.columns if column.startswith(REFINER_SETTING) or column in TARGET]
     names = runs["params.refiner"].copy()
     for _, group in runs.groupby(["params.task", "params.refiner"]):
         varying = [column for column in settings if group[column].nunique() > 1]
-        if not varying:
-            continue
         for index, run in group.iterrows():
-            label = ", ".join(f"{_setting(column)}={run[column]}" for column in varying)
-            names[index] = f"{run['params.refiner']} [{label}]"
+            at_home = run.get("params.target") == run.get("params.target_test")
+            shown = [column for column in varying if not (at_home and column in TARGET)]
+            if shown:
+                label = ", ".join(f"{_setting(column)}={run[column]}" for column in shown)
+                names[index] = f"{run['params.refiner']} [{label}]"
     return names
 
 
@@ -119,11 +125,38 @@ def _mean_se(values: pd.Series) -> tuple[float, float]:
     return float(values.mean()), float(se)
 
 
+def real_oracle_row(runs: pd.DataFrame, real_metric: str) -> str | None:
+    """The row that closes the whole real gap: the one reference besides ``oracle`` scored on the second test set
+    (an ``oracle`` trained on labeled real crops); ``None`` when there is none, or several to choose from."""
+    if real_metric not in runs:
+        return None
+    scored = runs[(runs["params.role"] == "reference") & (runs[ROW] != ORACLE) & runs[real_metric].notna()]
+    rows = scored[ROW].unique()
+    return str(rows[0]) if len(rows) == 1 else None
+
+
+def gap_closed(by_seed: pd.Series, row: str, seeds: Sequence[str], oracle: str) -> tuple[float, float]:
+    """Mean and s.e. over ``seeds`` of ``(none - row) / (none - oracle)`` in ``by_seed``, a seed's run missing
+    from any of the three leaving that seed out."""
+    gaps = []
+    for seed in seeds:
+        try:
+            none, best, mine = by_seed[(IDENTITY, seed)], by_seed[(oracle, seed)], by_seed[(row, seed)]
+        except KeyError:
+            continue
+        gaps.append((none - mine) / (none - best))
+    return _mean_se(pd.Series(gaps, dtype=float))
+
+
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per refiner (or setting, :data:`ROW`): mean and standard error over seeds of the logged metrics,
-    and gap closed."""
+    and gap closed: on the target against ``oracle``, and on the second test set (``real_gap_closed``) against
+    :func:`real_oracle_row` when the table has one."""
     primary = runs["params.primary_metric"].iloc[0]
+    real = "metrics.real/" + primary.removeprefix("target/")
     by_seed = runs.set_index([ROW, "params.seed"])[f"metrics.{primary}"]
+    real_oracle = real_oracle_row(runs, real)
+    real_by_seed = runs.set_index([ROW, "params.seed"])[real] if real_oracle is not None else None
     rows = []
     for refiner, group in runs.groupby(ROW):
         row: dict[str, object] = {"refiner": refiner, "role": group["params.role"].iloc[0], "seeds": len(group)}
@@ -132,18 +165,15 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
             if not math.isnan(mean):
                 row[column.removeprefix("metrics.")] = mean
                 row[column.removeprefix("metrics.") + " se"] = se
-        gaps = []
-        for seed in group["params.seed"]:
-            try:
-                none, oracle, mine = by_seed[(IDENTITY, seed)], by_seed[(ORACLE, seed)], by_seed[(refiner, seed)]
-            except KeyError:
-                continue
-            gaps.append((none - mine) / (none - oracle))
-        row["gap_closed"], row["gap_closed se"] = _mean_se(pd.Series(gaps, dtype=float))
+        row["gap_closed"], row["gap_closed se"] = gap_closed(by_seed, refiner, group["params.seed"], ORACLE)
+        if real_by_seed is not None:
+            row["real_gap_closed"], row["real_gap_closed se"] = gap_closed(real_by_seed, refiner, group["params.seed"],
+                                                                           real_oracle)
         rows.append(row)
     table = pd.DataFrame(rows).set_index("refiner")
     table.attrs["primary_metric"] = primary.removeprefix("target/")
-    order = [IDENTITY] + sorted(set(table.index) - {IDENTITY, ORACLE}) + [ORACLE]
+    references = sorted(name for name in table.index if table.loc[name, "role"] == "reference" and name != ORACLE)
+    order = [IDENTITY] + sorted(set(table.index) - {IDENTITY, ORACLE, *references}) + [ORACLE, *references]
     return table.loc[[name for name in order if name in table.index]]
 
 
@@ -152,12 +182,13 @@ STAGES = ("refiner_fit", "refine", "task_train", "eval")
 
 def headline_columns(table: pd.DataFrame, headline: Sequence[str] = ()) -> list[str]:
     """What a leaderboard shows: the task's headline target metrics (its primary one when none are given),
-    the primary one on the second test set (``--real-test``) and its mean-label floor, source error, gap closed,
-    label shift, realism and the throughput of every stage."""
+    the primary one on the second test set (``--real-test``) with its mean-label floor and gap closed there,
+    source error, gap closed, label shift, realism and the throughput of every stage."""
     primary = table.attrs["primary_metric"]
     target = [f"target/{name}" for name in dict.fromkeys([primary, *headline])]
-    rest = [f"real/{primary}", f"real_mean_label/{primary}", f"source/{primary}", "gap_closed", f"label_shift/{primary}", "realism/classifier_accuracy", "realism/kid",
-            *(f"throughput/{stage}_img_s" for stage in STAGES), "time/refiner_fit_s"]
+    real = [f"real/{primary}", f"real_mean_label/{primary}", "real_gap_closed"]
+    rest = [*real, f"source/{primary}", "gap_closed", f"label_shift/{primary}", "realism/classifier_accuracy",
+            "realism/kid", *(f"throughput/{stage}_img_s" for stage in STAGES), "time/refiner_fit_s"]
     return [c for c in target + rest if c in table.columns]
 
 

@@ -62,6 +62,26 @@ def test_gap_closed_is_paired_by_seed(store: str) -> None:
     table = summarize(finished_runs(store, "gaze", "quick"))
     gaps = [(7 - 6) / (7 - 2), (8 - 5) / (8 - 2), (6 - 5) / (6 - 2)]
     assert table.loc["simgan", "gap_closed"] == pytest.approx(sum(gaps) / 3)
+    assert "real_gap_closed" not in table  # nothing was scored on a second test set
+
+
+def test_gap_closed_on_the_second_test_set_pairs_with_the_oracle_trained_on_real_crops(store: str) -> None:
+    client = MlflowClient(store)
+    experiment = client.get_experiment_by_name("gaze").experiment_id
+    real_errors = {"none": [12.0, 13.0, 12.0], "simgan": [11.0, 13.0, 13.0], "oracle": [14.0, 14.0, 14.0]}
+    for refiner, errors in real_errors.items():
+        for run in client.search_runs([experiment], f"params.refiner = '{refiner}' and attributes.status = 'FINISHED'"):
+            client.log_metric(run.info.run_id, "real/angular_error", errors[int(run.data.params["seed"])])
+    _log_runs(store, "oracle", [9.0, 9.0, 9.0], role="reference", target="folder:/data/real-eyes?split=train")
+    real_oracle = "oracle [target=folder:/data/real-eyes?split=train]"
+    for run in client.search_runs([experiment], "params.target = 'folder:/data/real-eyes?split=train'"):
+        client.log_metric(run.info.run_id, "real/angular_error", 7.0)
+    table = summarize(finished_runs(store, "gaze", "quick"))
+    gaps = [(12 - 11) / (12 - 7), (13 - 13) / (13 - 7), (12 - 13) / (12 - 7)]
+    assert table.loc["simgan", "real_gap_closed"] == pytest.approx(sum(gaps) / 3)
+    assert table.loc[real_oracle, "real_gap_closed"] == pytest.approx(1.0)
+    assert table.loc["none", "real_gap_closed"] == pytest.approx(0.0)
+    assert "real_gap_closed" in headline_columns(table)
     assert table.loc["none", "gap_closed"] == pytest.approx(0)
     assert table.loc["oracle", "gap_closed"] == pytest.approx(1)
 
@@ -141,8 +161,8 @@ def _log_runs(store: str, refiner: str, errors: list[float], **extra: str) -> No
 def test_a_refiner_fitted_to_another_target_is_a_row_of_its_own(store: str) -> None:
     _log_runs(store, "simgan", [4.0, 4.0, 5.0], target="folder:/data/real-eyes")
     table = summarize(finished_runs(store, "gaze", "quick"))
-    real, standin = "simgan [target=folder:/data/real-eyes]", "simgan [target=webcam-eyes]"
-    assert list(table.index) == ["none", real, standin, "oracle"]
+    real, standin = "simgan [target=folder:/data/real-eyes]", "simgan"  # the stand-in is the table's own target
+    assert list(table.index) == ["none", standin, real, "oracle"]
     assert table.loc[standin, "target/angular_error"] == pytest.approx(16 / 3)
     gaps = [(7 - 4) / (7 - 2), (8 - 4) / (8 - 2), (6 - 5) / (6 - 2)]
     assert table.loc[real, "gap_closed"] == pytest.approx(sum(gaps) / 3)
@@ -169,3 +189,35 @@ def test_the_second_test_set_is_a_column_and_runs_on_two_of_them_are_refused(sto
     _log_runs(store, "histmatch", [5.0], real_test="folder:/data/other-eyes?split=test")
     with pytest.raises(ConfigError, match=r"real_test: folder:/data/other-eyes\?split=test, folder:/data/real-eyes"):
         finished_runs(store, "gaze", "quick")
+
+
+def test_an_oracle_trained_on_real_crops_is_a_reference_row_beside_the_oracle_that_gap_closed_uses(store: str) -> None:
+    _log_runs(store, "oracle", [9.0, 9.0, 9.0], role="reference", target="folder:/data/real-eyes?split=train")
+    table = summarize(finished_runs(store, "gaze", "quick"))
+    real_oracle = "oracle [target=folder:/data/real-eyes?split=train]"
+    assert list(table.index) == ["none", "simgan", "oracle", real_oracle]
+    assert table.loc[real_oracle, "role"] == "reference"
+    assert table.loc[real_oracle, "target/angular_error"] == pytest.approx(9.0)
+    gaps = [(none - simgan) / (none - oracle) for none, simgan, oracle in zip(ERRORS["none"], ERRORS["simgan"],
+                                                                             ERRORS["oracle"])]
+    assert table.loc["simgan", "gap_closed"] == pytest.approx(sum(gaps) / 3)
+    assert "real_gap_closed" not in table  # nothing was scored on a second test set
+
+
+def test_gap_closed_on_the_second_test_set_pairs_with_the_oracle_trained_on_real_crops(store: str) -> None:
+    client = MlflowClient(store)
+    experiment = client.get_experiment_by_name("gaze").experiment_id
+    real_errors = {"none": [12.0, 13.0, 12.0], "simgan": [11.0, 13.0, 13.0], "oracle": [14.0, 14.0, 14.0]}
+    for refiner, errors in real_errors.items():
+        for run in client.search_runs([experiment], f"params.refiner = '{refiner}' and attributes.status = 'FINISHED'"):
+            client.log_metric(run.info.run_id, "real/angular_error", errors[int(run.data.params["seed"])])
+    _log_runs(store, "oracle", [9.0, 9.0, 9.0], role="reference", target="folder:/data/real-eyes?split=train")
+    real_oracle = "oracle [target=folder:/data/real-eyes?split=train]"
+    for run in client.search_runs([experiment], "params.target = 'folder:/data/real-eyes?split=train'"):
+        client.log_metric(run.info.run_id, "real/angular_error", 7.0)
+    table = summarize(finished_runs(store, "gaze", "quick"))
+    gaps = [(12 - 11) / (12 - 7), (13 - 13) / (13 - 7), (12 - 13) / (12 - 7)]
+    assert table.loc["simgan", "real_gap_closed"] == pytest.approx(sum(gaps) / 3)
+    assert table.loc[real_oracle, "real_gap_closed"] == pytest.approx(1.0)
+    assert table.loc["none", "real_gap_closed"] == pytest.approx(0.0)
+    assert "real_gap_closed" in headline_columns(table)
