@@ -22,7 +22,7 @@ if [ -e "$WORK" ] && [ -n "$(ls -A "$WORK")" ]; then
   echo "regenerate.sh: work folder $WORK is not empty; remove it or set WORK= to a new folder (results come from an empty cache and store)" >&2
   exit 2
 fi
-mkdir -p "$WORK" "$OUT"
+mkdir -p "$WORK/exports" "$WORK/realism" "$OUT"
 export S2R_BENCH_CACHE="$WORK/cache"
 STORE="sqlite:///$WORK/results.db"
 COMMON=(--budget "$BUDGET" --seeds "$SEEDS" --experiment results --tracking-uri "$STORE" --no-progress)
