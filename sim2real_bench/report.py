@@ -84,6 +84,8 @@ def row_names(runs: pd.DataFrame) -> pd.Series:
     names = runs["params.refiner"].copy()
     for _, group in runs.groupby(["params.task", "params.refiner"]):
         varying = [column for column in settings if group[column].nunique() > 1]
+        if set(TARGET) <= set(varying) and group.groupby(TARGET[0])[TARGET[1]].nunique().max() == 1:
+            varying.remove(TARGET[1])  # each target has one version: its name says which row it is
         for index, run in group.iterrows():
             at_home = run.get("params.target") == run.get("params.target_test")
             shown = [column for column in varying if not (at_home and column in TARGET)]

@@ -31,7 +31,7 @@ def store(tracking_uri: str) -> str:
             params = {"refiner": refiner, "seed": str(seed), "budget": "quick", "task": "gaze",
                       "role": "reference" if refiner == "oracle" else "refiner",
                       "primary_metric": "target/angular_error",
-                      "target": "webcam-eyes", "target_test": "webcam-eyes"}
+                      "target": "webcam-eyes", "target_test": "webcam-eyes", "data_versions.target": "4"}
             for key, value in params.items():
                 client.log_param(run.info.run_id, key, value)
             client.log_metric(run.info.run_id, "target/angular_error", error)
@@ -139,13 +139,23 @@ def _log_runs(store: str, refiner: str, errors: list[float], **extra: str) -> No
 
 
 def test_a_refiner_fitted_to_another_target_is_a_row_of_its_own(store: str) -> None:
-    _log_runs(store, "simgan", [4.0, 4.0, 5.0], target="folder:/data/real-eyes")
+    # Another target has another version; its name alone tells the rows apart.
+    _log_runs(store, "simgan", [4.0, 4.0, 5.0], target="folder:/data/real-eyes", **{"data_versions.target": "1"})
     table = summarize(finished_runs(store, "gaze", "quick"))
     real, standin = "simgan [target=folder:/data/real-eyes]", "simgan"  # the stand-in is the table's own target
     assert list(table.index) == ["none", standin, real, "oracle"]
     assert table.loc[standin, "target/angular_error"] == pytest.approx(16 / 3)
     gaps = [(7 - 4) / (7 - 2), (8 - 4) / (8 - 2), (6 - 5) / (6 - 2)]
     assert table.loc[real, "gap_closed"] == pytest.approx(sum(gaps) / 3)
+
+
+def test_a_target_at_two_versions_names_the_version_in_its_row(store: str) -> None:
+    _log_runs(store, "simgan", [4.0, 4.0, 5.0], target="folder:/data/real-eyes", **{"data_versions.target": "1"})
+    _log_runs(store, "simgan", [3.0, 3.0, 3.0], target="folder:/data/real-eyes", **{"data_versions.target": "2"})
+    table = summarize(finished_runs(store, "gaze", "quick"))
+    assert list(table.index) == ["none", "simgan",
+                                 "simgan [target=folder:/data/real-eyes, data_versions.target=1]",
+                                 "simgan [target=folder:/data/real-eyes, data_versions.target=2]", "oracle"]
 
 
 def test_runs_tested_on_different_data_are_refused_with_the_way_to_report_them_apart(store: str, capsys) -> None:
