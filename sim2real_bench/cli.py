@@ -261,7 +261,6 @@ def _report(args: argparse.Namespace) -> None:
             continue
         args.out.mkdir(exist_ok=True)
         written = [args.out / f"{task}.{SUFFIXES[args.format]}"]
-        written[0].write_text(text + "\n")
         task_runs = runs[runs["params.task"] == task]
         primary = f"target/{table.attrs['primary_metric']}"
         bars = args.out / f"{task}-{table.attrs['primary_metric']}.png"
@@ -276,6 +275,9 @@ def _report(args: argparse.Namespace) -> None:
         samples = args.out / f"{task}-refiners.png"
         if plots.refiner_grid(client, task_runs, list(table.index), samples, f"{task}: the same images per refiner"):
             written.append(samples)
+        if args.format == "html":  # one file that opens anywhere, the plots inside it
+            text = report.html_page(f"{task}: s2r-bench report", text, written[1:])
+        written[0].write_text(text + "\n")
         print(f"{task}: wrote " + ", ".join(str(path) for path in written))
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import tempfile
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -24,14 +25,22 @@ from PIL import Image  # noqa: E402
 
 from mlflow.tracking import MlflowClient  # noqa: E402
 
+from sim2real_bench.config import ORACLE  # noqa: E402
 from sim2real_bench.report import ROW, display_name  # noqa: E402
 
 CURVE_METRIC = re.compile(r"^metrics\.target/within_(\d+)([a-z]+)$")
+LABEL_WIDTH = 32
+"""Characters per line of a row's name in a figure: a row fitted to a folder names the whole spec."""
+
+
+def plot_label(name: str) -> str:
+    """A row's name wrapped to :data:`LABEL_WIDTH`, so a long one does not squeeze the axes out of the figure."""
+    return "\n".join(textwrap.wrap(name, LABEL_WIDTH)) or name
 
 
 def metric_bars(table: pd.DataFrame, column: str, path: Path, title: str) -> None:
     """One bar per refiner: mean of ``column`` over seeds, with the standard error as the error bar."""
-    names = [display_name(refiner, row) for refiner, row in table.iterrows()]
+    names = [plot_label(display_name(refiner, row)) for refiner, row in table.iterrows()]
     means = table[column].to_numpy(dtype=float)
     errors = table[f"{column} se"].to_numpy(dtype=float) if f"{column} se" in table else np.zeros(len(table))
     colors = ["tab:gray" if role == "reference" else "tab:blue" for role in table["role"]]
@@ -59,15 +68,14 @@ def error_curves(runs: pd.DataFrame, path: Path, title: str) -> bool:
     figure, axes = plt.subplots(figsize=(5.5, 4))
     for refiner, group in runs.groupby(ROW, sort=True):
         shares = [group[column].astype(float).mean() for _, _, column in points]
-        axes.plot(thresholds, shares, label=refiner, linestyle="--" if refiner == "oracle" else "-")
+        axes.plot(thresholds, shares, label=plot_label(refiner), linestyle="--" if refiner == "oracle" else "-")
     axes.set_xlabel(f"error threshold ({points[0][1]})")
     axes.set_ylabel("target test samples within threshold (%)")
     axes.set_title(title)
     axes.set_ylim(0, 100)
     axes.grid(alpha=0.3)
-    axes.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+    figure.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(figure)
     return True
 
@@ -88,11 +96,12 @@ def error_against_label_shift(table: pd.DataFrame, path: Path, title: str) -> bo
     colors, markers = plt.get_cmap("tab20").colors, "os^DvP*Xph<>"
     for index, (name, row) in enumerate(table.iterrows()):
         if row["role"] == "reference":
-            axes.axhline(row[error], color="tab:gray", linestyle="--", linewidth=1, label=display_name(name, row))
+            axes.axhline(row[error], color="tab:gray", linestyle="--", linewidth=1,
+                         label=plot_label(display_name(name, row)))
         elif not pd.isna(row[shift]):
             axes.errorbar(row[shift], row[error], xerr=np.nan_to_num(row.get(f"{shift} se", 0.0)),
                           yerr=np.nan_to_num(row.get(f"{error} se", 0.0)), fmt=markers[index % len(markers)],
-                          color=colors[index % len(colors)], capsize=3, label=name)
+                          color=colors[index % len(colors)], capsize=3, label=plot_label(name))
     axes.set_xlabel(f"{shift} (synthetic vs refined, probe's predictions)")
     axes.set_ylabel(error)
     axes.set_title(title)
@@ -100,30 +109,39 @@ def error_against_label_shift(table: pd.DataFrame, path: Path, title: str) -> bo
     # Names go in a legend beside the axes, each with its own colour and marker: labels written at the
     # points overlapped wherever rows cluster (the settings of one refiner, or refiners of similar shift).
     axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    figure.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(figure)
     return True
+
+
+def grid_rows(runs: pd.DataFrame, order: list[str]) -> pd.DataFrame:
+    """The lowest seed's run of each row :func:`refiner_grid` may draw, in ``order``: every row but the references
+    other than ``oracle`` (an ``oracle`` trained on labeled real crops would put real captures into a committed
+    figure)."""
+    seed = runs["params.seed"].astype(int).min()
+    chosen = runs[runs["params.seed"].astype(int) == seed].set_index(ROW)
+    drawn = [row for row in order if row in chosen.index
+             and (chosen.loc[row, "params.role"] != "reference" or row == ORACLE)]
+    return chosen.loc[drawn]
 
 
 def refiner_grid(client: MlflowClient, runs: pd.DataFrame, order: list[str], path: Path, title: str) -> bool:
     """The same synthetic images through every refiner, one row each, from the lowest seed's runs.
 
-    Returns False, writing nothing, when no run has the ``samples/strip.png`` artifact.
+    Returns False, writing nothing, when no run has the ``samples/strip.png`` artifact; :func:`grid_rows` says
+    which rows are drawn.
     """
     seed = runs["params.seed"].astype(int).min()
-    chosen = runs[runs["params.seed"].astype(int) == seed].set_index(ROW)
+    chosen = grid_rows(runs, order)
     rows: list[tuple[str, np.ndarray]] = []
     with tempfile.TemporaryDirectory() as folder:
-        for refiner in order:
-            if refiner not in chosen.index:
-                continue
+        for refiner in chosen.index:
             try:
                 local = client.download_artifacts(chosen.loc[refiner, "run_id"], "samples/strip.png", folder)
             except (MlflowException, OSError):  # runs of older versions have no strip
                 continue
             label = "target images (oracle)" if chosen.loc[refiner, "params.role"] == "reference" else refiner
-            rows.append((label, np.asarray(Image.open(local).convert("L"))))
+            rows.append((plot_label(label), np.asarray(Image.open(local).convert("L"))))
     if not rows:
         return False
     height, width = rows[0][1].shape

@@ -16,8 +16,11 @@ differ there are refused, with the way to report them apart.
 
 from __future__ import annotations
 
+import base64
+import html as html_text
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import pandas as pd
 
@@ -236,6 +239,16 @@ def markdown(table: pd.DataFrame, columns: list[str]) -> str:
 def html(table: pd.DataFrame, columns: list[str]) -> str:
     """An HTML table of ``mean ± se`` cells for ``columns``."""
     return formatted(table, columns).to_html()
+
+
+def html_page(title: str, table_html: str, pictures: Sequence[Path]) -> str:
+    """A page that opens offline from anywhere: the table, then every picture inline as a base64 PNG."""
+    figures = "\n".join(
+        f'<figure><img alt="{html_text.escape(path.name)}" src="data:image/png;base64,'
+        f'{base64.b64encode(path.read_bytes()).decode("ascii")}"><figcaption>{html_text.escape(path.name)}'
+        "</figcaption></figure>" for path in pictures)
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html_text.escape(title)}</title></head>\n"
+            f"<body>\n<h1>{html_text.escape(title)}</h1>\n{table_html}\n{figures}\n</body></html>")
 
 
 def render(table: pd.DataFrame, columns: list[str], output_format: str) -> str:

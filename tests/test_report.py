@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import math
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from mlflow.tracking import MlflowClient
 
 from sim2real_bench.errors import ConfigError
 from sim2real_bench.cli import main
+from sim2real_bench.plots import grid_rows
 from sim2real_bench.report import finished_runs, headline_columns, markdown, summarize
 
 ERRORS = {  # refiner -> target angular error per seed 0, 1, 2
@@ -90,7 +92,11 @@ def test_report_writes_tables_and_plots_into_a_folder(store: str, tmp_path: Path
     assert sorted(path.name for path in out.iterdir()) == [
         "gaze-angular_error.png", "gaze-error-curve.png", "gaze-error-vs-label-shift.png", "gaze-refiners.png",
         "gaze.html"]
-    assert "<td>5.33 ± 0.33</td>" in (out / "gaze.html").read_text()
+    page = (out / "gaze.html").read_text()
+    assert "<td>5.33 ± 0.33</td>" in page and page.startswith("<!DOCTYPE html>")
+    # Every plot is inside the page, byte for byte, so it opens offline without the PNGs beside it.
+    for name in ("gaze-angular_error.png", "gaze-error-curve.png", "gaze-error-vs-label-shift.png", "gaze-refiners.png"):
+        assert base64.b64encode((out / name).read_bytes()).decode("ascii") in page
     assert "gaze: wrote" in capsys.readouterr().out
 
 
@@ -210,3 +216,10 @@ def test_gap_closed_on_the_second_test_set_pairs_with_the_oracle_trained_on_real
     assert table.loc["oracle [target=folder:/data/real-eyes?split=train]", "real_gap_closed"] == pytest.approx(1.0)
     assert table.loc["none", "real_gap_closed"] == pytest.approx(0.0)
     assert "real_gap_closed" in headline_columns(table)
+
+
+def test_the_refiner_grid_leaves_out_an_oracle_trained_on_real_crops(store: str) -> None:
+    _log_runs(store, "oracle", [9.0, 9.0, 9.0], role="reference", target="folder:/data/real-eyes?split=train")
+    runs = finished_runs(store, "gaze", "quick")
+    table = summarize(runs)
+    assert list(grid_rows(runs, list(table.index)).index) == ["none", "simgan", "oracle"]
