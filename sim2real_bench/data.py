@@ -66,6 +66,18 @@ def aspects_match(shape: tuple[int, int, int], other: tuple[int, int, int]) -> b
     return channels == other_channels and abs((other_width / other_height) / (width / height) - 1) <= ASPECT_TOLERANCE
 
 
+def framed(dataset: Dataset, shape: tuple[int, int, int]) -> Dataset:
+    """``dataset`` resized to ``shape`` (``(C, H, W)``) when only the size differs and it can resize; else as it is.
+
+    What cannot be resized without distorting the images (other channels, another
+    aspect ratio) is left for the caller's shape check to refuse with the way to frame it.
+    """
+    if dataset.image_shape == shape or not aspects_match(shape, dataset.image_shape):
+        return dataset
+    resized = dataset.resized(shape[1], shape[2])
+    return dataset if resized is None else resized
+
+
 class Dataset(ABC):
     """A domain of images, synthetic or real, with its splits and label geometry."""
 

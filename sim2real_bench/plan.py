@@ -17,7 +17,7 @@ from typing import Any
 import sim2real_bench
 from sim2real_bench import store
 from sim2real_bench.config import DATA_PRESETS, ORACLE, DataConfig, apply_overrides, check_budget, parse_overrides, preset
-from sim2real_bench.data import Dataset, aspects_match, parse_spec
+from sim2real_bench.data import Dataset, aspects_match, framed, parse_spec
 from sim2real_bench.device import Compute, resolve_compute
 from sim2real_bench.errors import ConfigError, DataError
 from sim2real_bench.refiner import Refiner
@@ -171,18 +171,6 @@ def _check_memory(data: DataConfig, image_shape: tuple[int, int, int], test_spli
         )
 
 
-def _framed(dataset: Dataset, shape: tuple[int, int, int]) -> Dataset:
-    """``dataset`` resized to the source's ``(C, H, W)`` when only the size differs and it can resize; else as it is.
-
-    What cannot be resized without distorting the images (other channels, another
-    aspect ratio) is left for the shape check to refuse with the way to frame it.
-    """
-    if dataset.image_shape == shape or not aspects_match(shape, dataset.image_shape):
-        return dataset
-    resized = dataset.resized(shape[1], shape[2])
-    return dataset if resized is None else resized
-
-
 def resolve(spec: RunSpec, registry: Registry | None = None) -> Plan:
     """Resolve names, presets and overrides; every user mistake surfaces here, before any work."""
     registry = registry or default_registry()
@@ -205,11 +193,11 @@ def resolve(spec: RunSpec, registry: Registry | None = None) -> Plan:
         refiner_config = apply_overrides(refiner_class.preset_for(spec.budget, task_class.label_kind),
                                          overrides.get("refiner", {}), "refiner")
     source = build_dataset(task_class.default_source if spec.source is None else spec.source, registry)
-    target = _framed(build_dataset(task_class.default_target if spec.target is None else spec.target, registry),
+    target = framed(build_dataset(task_class.default_target if spec.target is None else spec.target, registry),
                      source.image_shape)
-    target_test = target if spec.target_test is None else _framed(build_dataset(spec.target_test, registry),
+    target_test = target if spec.target_test is None else framed(build_dataset(spec.target_test, registry),
                                                                   source.image_shape)
-    real_test = None if spec.real_test is None else _framed(build_dataset(spec.real_test, registry),
+    real_test = None if spec.real_test is None else framed(build_dataset(spec.real_test, registry),
                                                             source.image_shape)
     _check_label_kinds(spec, task_class, refiner_class is None, source, target, target_test, real_test, registry)
     tested = [("target", target), ("target test", target_test), *([("real test", real_test)] if real_test else [])]

@@ -159,9 +159,10 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     :func:`real_oracle_row` when the table has one."""
     primary = runs["params.primary_metric"].iloc[0]
     real = "metrics.real/" + primary.removeprefix("target/")
-    by_seed = runs.set_index([ROW, "params.seed"])[f"metrics.{primary}"]
+    indexed = runs.set_index([ROW, "params.seed"])
+    by_seed = indexed[f"metrics.{primary}"]
     real_oracle = real_oracle_row(runs, real)
-    real_by_seed = runs.set_index([ROW, "params.seed"])[real] if real_oracle is not None else None
+    real_by_seed = indexed[real] if real_oracle is not None else None
     rows = []
     for refiner, group in runs.groupby(ROW):
         row: dict[str, object] = {"refiner": refiner, "role": group["params.role"].iloc[0], "seeds": len(group)}

@@ -185,9 +185,10 @@ def in_input_space(plan: Plan, splits: Splits, context: RunContext) -> Splits:
     """Every split through :func:`split_in_input_space`."""
     task = plan.new_task()
     with context.watch.stage("input_space"):
-        return Splits(*(None if getattr(splits, split.name) is None else
-                        split_in_input_space(plan, split.name, getattr(splits, split.name), task, context.compute)
-                        for split in dataclasses.fields(Splits)))
+        loaded = {field.name: getattr(splits, field.name) for field in dataclasses.fields(Splits)}
+        return Splits(**{name: None if samples is None else
+                         split_in_input_space(plan, name, samples, task, context.compute)
+                         for name, samples in loaded.items()})
 
 
 @torch.inference_mode()

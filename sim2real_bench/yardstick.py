@@ -79,7 +79,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
 
-from sim2real_bench.data import ASPECT_TOLERANCE, Dataset, aspects_match, stable_seed
+from sim2real_bench.data import ASPECT_TOLERANCE, Dataset, aspects_match, framed, stable_seed
 from sim2real_bench.device import Compute
 from sim2real_bench.errors import ConfigError, DataError
 from sim2real_bench.images import grid
@@ -560,16 +560,14 @@ def _stderr(line: str) -> None:
 
 def framed_like(candidate: Dataset, reference: Dataset) -> Dataset:
     """``reference`` at ``candidate``'s image size, so both are judged against the real side at one scale."""
-    size = _matched(candidate, reference)
-    if size is None:
-        return reference
-    framed = reference.resized(*size)
-    if framed is None:
-        _, height, width = reference.image_shape
-        target = f"{size[1]}x{size[0]}"
+    _matched(candidate, reference)  # other channels or another aspect ratio: refused with the framing to use
+    resized = framed(reference, candidate.image_shape)
+    if resized.image_shape != candidate.image_shape:
+        (_, height, width), (_, wanted_height, wanted_width) = reference.image_shape, candidate.image_shape
+        target = f"{wanted_width}x{wanted_height}"
         raise DataError(f"reference {reference.spec} images are {width}x{height} and cannot be resized to the "
                         f"candidate's {target}; give it that size, e.g. folder:PATH?size={target}")
-    return framed
+    return resized
 
 
 def measure(candidate: Dataset, real: Dataset, seeds: Sequence[int], compute: Compute, count: int = DEFAULT_COUNT,
