@@ -123,6 +123,8 @@ def _add_combination_options(parser: argparse.ArgumentParser) -> None:
                         "(default: the target's test split)")
     parser.add_argument("--real-test", help="a second labeled test set, typically real captures: the trained task "
                         "is also evaluated on it, logged as real/* (e.g. folder:PATH?split=test)")
+    parser.add_argument("--real-images", help="unlabeled real captures the refined test images are also judged "
+                        "against (two-sample test, KID), logged as real_realism/* (e.g. folder:PATH)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                         help="override a setting, e.g. --set task.epochs=2 (repeatable)")
     parser.add_argument("--tracking-uri",
@@ -136,7 +138,7 @@ def _run_spec(args: argparse.Namespace, refiner: str, task: str, seed: int = 0) 
 
     return RunSpec(refiner=refiner, task=task, seed=seed, budget=args.budget, device=args.device,
                    precision=args.precision, source=args.source, target=args.target, target_test=args.target_test,
-                   overrides=tuple(args.overrides), real_test=args.real_test)
+                   overrides=tuple(args.overrides), real_test=args.real_test, real_images=args.real_images)
 
 
 def parse_names(text: str, known: Sequence[str], kind: str) -> list[str]:

@@ -46,6 +46,8 @@ class RunSpec:
     overrides: tuple[str, ...] = ()
     real_test: str | None = None
     """A second labeled test set, typically real captures: the trained task is evaluated on it too (``real/*``)."""
+    real_images: str | None = None
+    """Unlabeled real captures the run's refined test images are judged against (``real_realism/*``)."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,8 @@ class Plan:
     compute: Compute
     real_test: Dataset | None = None
     """Where the ``real/*`` metrics are measured, when the spec names a second test set."""
+    real_images: Dataset | None = None
+    """The real captures of the ``real_realism/*`` metrics, when the spec names them."""
 
     @property
     def is_reference(self) -> bool:
@@ -88,7 +92,7 @@ class Plan:
     def config(self) -> dict[str, Any]:
         """The resolved configuration, as logged and printed.
 
-        A second test set is in it only when named, so runs without one keep the keys they had.
+        A second test set and real images are in it only when named, so runs without them keep the keys they had.
         """
         config = {
             "refiner": self.spec.refiner,
@@ -110,6 +114,9 @@ class Plan:
         if self.real_test is not None:
             config["real_test"] = self.real_test.spec
             config["data_versions"]["real_test"] = self.real_test.version
+        if self.real_images is not None:
+            config["real_images"] = self.real_images.spec
+            config["data_versions"]["real_images"] = self.real_images.version
         return config
 
     @property
@@ -199,8 +206,11 @@ def resolve(spec: RunSpec, registry: Registry | None = None) -> Plan:
                                                                   source.image_shape)
     real_test = None if spec.real_test is None else framed(build_dataset(spec.real_test, registry),
                                                             source.image_shape)
+    real_images = None if spec.real_images is None else framed(build_dataset(spec.real_images, registry),
+                                                                source.image_shape)
     _check_label_kinds(spec, task_class, refiner_class is None, source, target, target_test, real_test, registry)
-    tested = [("target", target), ("target test", target_test), *([("real test", real_test)] if real_test else [])]
+    tested = [("target", target), ("target test", target_test), *([("real test", real_test)] if real_test else []),
+              *([("real images", real_images)] if real_images else [])]
     for role, dataset in tested:
         if source.image_shape != dataset.image_shape:
             channels, height, width = source.image_shape
@@ -211,8 +221,8 @@ def resolve(spec: RunSpec, registry: Registry | None = None) -> Plan:
                 f"{dataset.image_shape} (C, H, W); all domains must share one shape (frame a folder to it with "
                 f"folder:PATH?{crop}size={width}x{height}&channels={channels})"
             )
-    _check_memory(data, source.image_shape, test_splits=2 + (real_test is not None))
+    _check_memory(data, source.image_shape, test_splits=2 + (real_test is not None) + (real_images is not None))
     compute = resolve_compute(spec.device, spec.precision)
     return Plan(spec, task_class, refiner_class, task_config, refiner_config, data, source, target, target_test,
-                compute, real_test)
+                compute, real_test, real_images)
 

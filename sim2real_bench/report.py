@@ -36,7 +36,8 @@ TARGET = ("params.target", "params.data_versions.target")
 TASK_SETTING = "params.task_config."
 COMPARED_ON = ("params.source", "params.data_versions.source", "params.data.source_train",
                "params.target_test", "params.data_versions.target_test", "params.data.test",
-               "params.real_test", "params.data_versions.real_test")
+               "params.real_test", "params.data_versions.real_test", "params.real_images",
+               "params.data_versions.real_images")
 """What every run of one table shares, with the task config: where the task trains from and what it is tested on."""
 
 
@@ -83,7 +84,9 @@ def row_names(runs: pd.DataFrame) -> pd.Series:
     ``--target-test``) is not labeled by its target: ``oracle`` stays the row that gap closed pairs with, and
     an ``oracle`` trained on labeled real crops is ``oracle [target=folder:...]`` beside it.
     """
-    settings = [column for column in runs.columns if column.startswith(REFINER_SETTING) or column in TARGET]
+    # in a fixed order (target first), not in the order the store happened to return its columns
+    settings = [column for column in TARGET if column in runs]
+    settings += sorted(column for column in runs.columns if column.startswith(REFINER_SETTING))
     names = runs["params.refiner"].copy()
     for _, group in runs.groupby(["params.task", "params.refiner"]):
         varying = [column for column in settings if group[column].nunique() > 1]
@@ -189,12 +192,14 @@ STAGES = ("refiner_fit", "refine", "task_train", "eval")
 def headline_columns(table: pd.DataFrame, headline: Sequence[str] = ()) -> list[str]:
     """What a leaderboard shows: the task's headline target metrics (its primary one when none are given),
     the primary one on the second test set (``--real-test``) with its mean-label floor and gap closed there,
-    source error, gap closed, label shift, realism and the throughput of every stage."""
+    source error, gap closed, label shift, realism (against the target, then against real images where the runs
+    name them) and the throughput of every stage."""
     primary = table.attrs["primary_metric"]
     target = [f"target/{name}" for name in dict.fromkeys([primary, *headline])]
     real = [f"real/{primary}", f"real_mean_label/{primary}", "real_gap_closed"]
     rest = [*real, f"source/{primary}", "gap_closed", f"label_shift/{primary}", "realism/classifier_accuracy",
-            "realism/kid", *(f"throughput/{stage}_img_s" for stage in STAGES), "time/refiner_fit_s"]
+            "realism/kid", "real_realism/classifier_accuracy", "real_realism/kid",
+            *(f"throughput/{stage}_img_s" for stage in STAGES), "time/refiner_fit_s"]
     return [c for c in target + rest if c in table.columns]
 
 

@@ -80,7 +80,7 @@ def refine_and_evaluate(plan: Plan, context: RunContext) -> dict[str, float]:
     candidate = stages.refine_images(fitted.refiner, splits.source_test.images, context.compute)
     stages.log_samples(splits.source_test.images, candidate, splits.target_train.images, context)
     metrics.update(stages.label_shift(probe, splits.source_test.images, candidate, context))
-    metrics.update(stages.realism_metrics(probe, candidate, splits.target_test.images, context))
+    metrics.update(stages.realism_metrics(probe, candidate, splits, context))
     return metrics
 
 
@@ -93,7 +93,7 @@ def reference(plan: Plan, context: RunContext) -> dict[str, float]:
     probe = stages.source_probe(plan, splits.source_train, input_space, context)
     candidate = splits.target_train.images[: len(splits.target_test)]
     stages.log_samples(None, candidate, splits.target_test.images, context)
-    metrics.update(stages.realism_metrics(probe, candidate, splits.target_test.images, context))
+    metrics.update(stages.realism_metrics(probe, candidate, splits, context))
     return metrics
 
 

@@ -39,7 +39,7 @@ from sim2real_bench.store import InvalidEntry, Store
 from sim2real_bench.task import BatchTransform, Task
 from sim2real_bench.tracking import Tracker
 
-SplitName = Literal["source_train", "target_train", "source_test", "target_test", "real_test"]
+SplitName = Literal["source_train", "target_train", "source_test", "target_test", "real_test", "real_images"]
 SHOWN = 12
 """Images per row of a run's sample grid (``samples/synthetic_refined_target.png``)."""
 STRIP_IMAGES = 8
@@ -99,6 +99,7 @@ class Splits:
     source_test: Samples
     target_test: Samples
     real_test: Samples | None = None
+    real_images: Samples | None = None
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,7 @@ def _dataset(plan: Plan, split: SplitName) -> tuple[Dataset, str, int]:
         "source_test": (plan.source, "test", data.test),
         "target_test": (plan.target_test, "test", data.test),
         "real_test": (plan.real_test, "test", data.test),
+        "real_images": (plan.real_images, "train", data.test),
     }[split]
 
 
@@ -142,14 +144,15 @@ def load_split(plan: Plan, split: SplitName, context: RunContext, size: int | No
     """One split as its dataset gives it (the budget's size unless ``size``), labels in the task's column order.
 
     Target training labels are dropped here, by construction, unless the plan is
-    the ``oracle`` reference: no refiner and no task training ever sees them.
+    the ``oracle`` reference: no refiner and no task training ever sees them. Real
+    images are only ever judged against, and lose their labels too.
     """
     dataset, name, budget_size = _dataset(plan, split)
     size = budget_size if size is None else size
     with tqdm(total=size, desc=f"data: {dataset.spec}/{name}", unit="img", disable=not context.progress,
               leave=False) as bar:
         samples = dataset.load(name, size, context.seed, progress=bar.update)
-    if split == "target_train" and not plan.is_reference:
+    if (split == "target_train" and not plan.is_reference) or split == "real_images":
         return samples.without_labels()
     wanted = plan.task_class.label_names
     if samples.labels is not None and tuple(dataset.label_names) != tuple(wanted):
@@ -159,11 +162,13 @@ def load_split(plan: Plan, split: SplitName, context: RunContext, size: int | No
 
 
 def load(plan: Plan, context: RunContext) -> Splits:
-    """All four splits of the run, and the second test set if the plan names one."""
+    """All four splits of the run, and the second test set and the real images if the plan names them."""
     with context.watch.stage("data"):
         real_test = None if plan.real_test is None else load_split(plan, "real_test", context)
+        real_images = None if plan.real_images is None else load_split(plan, "real_images", context)
         return Splits(*(load_split(plan, split, context) for split in
-                        ("source_train", "target_train", "source_test", "target_test")), real_test=real_test)
+                        ("source_train", "target_train", "source_test", "target_test")), real_test=real_test,
+                      real_images=real_images)
 
 
 @torch.inference_mode()
@@ -355,11 +360,21 @@ def label_shift(probe: Task, synthetic: Tensor, refined: Tensor, context: RunCon
     return {f"label_shift/{name}": value for name, value in moved.items()}
 
 
-def realism_metrics(probe: Task, candidate: Tensor, target: Tensor, context: RunContext) -> dict[str, float]:
-    """How real ``candidate`` images look against target test images (two-sample test, KID in the probe's features)."""
+def realism_metrics(probe: Task, candidate: Tensor, splits: Splits, context: RunContext) -> dict[str, float]:
+    """How real ``candidate`` images look (two-sample test, KID in the probe's features): against the target test
+    images as ``realism/*``, and against the plan's real images, when it names them, as ``real_realism/*``.
+
+    The stand-in target is what the refiners adapt to; the real images say whether looking like it is looking real.
+    """
+    def features(images: Tensor) -> Tensor:
+        return probe.features(images, context.compute)
+
     with context.watch.stage("realism"):
-        return realism(candidate, target, lambda images: probe.features(images, context.compute), context.compute,
-                       context.seed)
+        metrics = realism(candidate, splits.target_test.images, features, context.compute, context.seed)
+        if splits.real_images is not None:
+            against_real = realism(candidate, splits.real_images.images, features, context.compute, context.seed)
+            metrics.update({f"real_{name}": value for name, value in against_real.items()})
+    return metrics
 
 
 def log_samples(synthetic: Tensor | None, candidate: Tensor, target: Tensor, context: RunContext) -> None:

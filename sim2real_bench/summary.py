@@ -73,6 +73,9 @@ def summary(plan: Plan, result: RunResult, uri: str) -> str:
     if "realism/classifier_accuracy" in metrics:
         details.append(f"realism: classifier {metrics['realism/classifier_accuracy']:.1f} % (50 = indistinguishable),"
                        f" KID {metrics['realism/kid']:.4f}")
+    if "real_realism/classifier_accuracy" in metrics:
+        details.append(f"against real images: classifier {metrics['real_realism/classifier_accuracy']:.1f} %, "
+                       f"KID {metrics['real_realism/kid']:.4f}")
     lines.append("  " + "; ".join(details))
     times = [f"{stage} {metrics[f'time/{stage}_s']:.1f}" for stage in STAGES if f"time/{stage}_s" in metrics]
     lines.append(f"  wall time (s): {', '.join(times)}")

@@ -354,6 +354,7 @@ def test_a_full_disk_during_an_export_keeps_the_earlier_export_and_leaves_no_par
     assert sorted(path.name for path in tmp_path.iterdir() if path.name.startswith(".export")) == [".export.lock"]
 
 
+@pytest.mark.slow  # the Ctrl-C case of test_export checks the same partial folder in the default run
 def test_sigterm_during_refine_leaves_no_partial_folder_and_the_run_killed(tmp_path: Path) -> None:
     from mlflow.tracking import MlflowClient
 

@@ -103,6 +103,7 @@ def test_its_refiner_runs_on_its_dataset(plugin_env, tracking_uri) -> None:
     assert "target/angular_error" in result["metrics"]
 
 
+@pytest.mark.slow  # three console-script runs; test_export reads exports back through folder: in the default run
 def test_its_task_round_trips_through_export_and_folder(plugin_env, tracking_uri, tmp_path: Path) -> None:
     out = tmp_path / "refined-pupils"
     s2r_bench(plugin_env, "refine", "--refiner", "example-blur", "--task", "example-pupil", "--out", str(out),
@@ -116,6 +117,7 @@ def test_its_task_round_trips_through_export_and_folder(plugin_env, tracking_uri
     assert {"target/pixel_error", "target/within_2px"} <= set(result["metrics"])
 
 
+@pytest.mark.slow  # two console-script runs; test_runner and test_store check the refined-set cache in process
 def test_its_refiner_trains_the_second_run_on_the_cached_refined_set(plugin_env, tracking_uri, tmp_path) -> None:
     env = {**plugin_env, "S2R_BENCH_CACHE": str(tmp_path / "cache")}
     spec = ("--refiner", "example-blur", "--task", "example-pupil")

@@ -171,7 +171,7 @@ def test_a_second_export_to_the_same_folder_is_refused_and_the_first_stays_whole
     assert json.loads((out / "refiner.json").read_text())["samples"] == 8000
 
 
-@pytest.mark.parametrize("kill", [signal.SIGINT, signal.SIGKILL])
+@pytest.mark.parametrize("kill", [signal.SIGINT, pytest.param(signal.SIGKILL, marks=pytest.mark.slow)])
 def test_an_interrupted_export_leaves_no_folder_or_the_previous_one_untouched(tmp_path: Path, kill: int) -> None:
     uri = store_in(tmp_path)
     env = {**os.environ, "S2R_BENCH_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}

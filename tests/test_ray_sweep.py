@@ -215,6 +215,7 @@ def tracking_server(tmp_path: Path) -> Iterator[str]:
         server.wait(timeout=30)
 
 
+@pytest.mark.slow  # starts an MLflow server as well as the cluster
 def test_with_a_tracking_server_workers_log_their_own_runs(kill_marker: Path, tracking_server: str,
                                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def driver_writes(*_: object) -> None:

@@ -59,28 +59,36 @@ def test_an_unlabeled_folder_is_a_target_when_a_labeled_test_set_is_named(tmp_pa
     assert "the oracle reference trains on labeled target images" in capsys.readouterr().err
 
 
-def test_a_labeled_real_folder_is_a_second_test_set_that_changes_nothing_else(tmp_path: Path, tracking_uri: str,
-                                                                             capsys) -> None:
+def test_real_folders_are_a_second_test_set_and_a_second_realism_judge_that_change_nothing_else(
+        tmp_path: Path, tracking_uri: str, capsys) -> None:
     rng = np.random.default_rng(1)
     pitch, yaw = rng.uniform(-0.3, 0.3, 24), rng.uniform(-0.4, 0.4, 24)
     labeled = write_folder(tmp_path / "real", rng.integers(0, 256, (24, 36, 60), dtype=np.uint8),
                            labels={"pitch": pitch.tolist(), "yaw": yaw.tolist()})
+    unlabeled = _unlabeled_eyes(tmp_path / "unlabeled")
     argv = ["run", "--refiner", "none", "--task", "gaze", "--budget", "smoke", "--seed", "3",
             "--tracking-uri", tracking_uri, "--json", "--no-progress"]
     assert main(argv) == 0, capsys.readouterr().err
     alone = json.loads(capsys.readouterr().out)
-    assert main([*argv, "--real-test", f"folder:{labeled}?split=test"]) == 0, capsys.readouterr().err
+    assert main([*argv, "--real-test", f"folder:{labeled}?split=test", "--real-images", f"folder:{unlabeled}"]) == 0, \
+        capsys.readouterr().err
     both = json.loads(capsys.readouterr().out)
     # Framed to the task like any test set; evaluated on all 24 crops (split=test), with its mean-label floor.
     assert both["config"]["real_test"] == f"folder:{labeled}?split=test&size=55x35"
-    assert "real_test" not in alone["config"]
+    assert both["config"]["real_images"] == f"folder:{unlabeled}"  # already 55x35: nothing to frame
+    assert "real_test" not in alone["config"] and "real_images" not in alone["config"]
+    # The refined test images are judged against the real images too, with the same two measures.
+    assert 0 <= both["metrics"]["real_realism/classifier_accuracy"] <= 100
+    assert math.isfinite(both["metrics"]["real_realism/kid"])
+    assert both["metrics"]["real_realism/kid"] != both["metrics"]["realism/kid"]
     assert 0 <= both["metrics"]["real/angular_error"] < 180
     train_labels = build_dataset("synth-eyes", Registry()).load("train", 512, 3).labels  # the smoke source split
     floor = angular_error(train_labels.mean(0).expand(24, 2), torch.tensor(np.stack([pitch, yaw], 1))).mean()
     assert both["metrics"]["real_mean_label/angular_error"] == pytest.approx(float(floor), rel=1e-5)
-    # What the task trained on and every other figure are the run without a second test set's, to the last bit.
-    assert {k: v for k, v in both["metrics"].items() if k.split("/")[0] in ("target", "source", "mean_label")} == \
-        {k: v for k, v in alone["metrics"].items() if k.split("/")[0] in ("target", "source", "mean_label")}
+    # What the task trained on and every other figure are the run without the real folders', to the last bit.
+    compared = ("target", "source", "mean_label", "label_shift", "realism")
+    assert {k: v for k, v in both["metrics"].items() if k.split("/")[0] in compared} == \
+        {k: v for k, v in alone["metrics"].items() if k.split("/")[0] in compared}
 
 
 def test_an_unlabeled_second_test_set_is_refused_before_any_work(tmp_path: Path, tracking_uri: str, capsys) -> None:

@@ -182,8 +182,24 @@ def test_the_second_test_set_is_a_column_and_runs_on_two_of_them_are_refused(sto
     assert table.loc["randomize", "real/angular_error"] == pytest.approx(9.5)
     columns = headline_columns(table)
     assert columns.index("real/angular_error") == columns.index("target/angular_error") + 1
+    assert "real_realism/classifier_accuracy" not in columns  # no run was judged against real images
     _log_runs(store, "histmatch", [5.0], real_test="folder:/data/other-eyes?split=test")
     with pytest.raises(ConfigError, match=r"real_test: folder:/data/other-eyes\?split=test, folder:/data/real-eyes"):
+        finished_runs(store, "gaze", "quick")
+
+
+def test_realism_against_real_images_is_a_column_and_runs_judged_against_two_sets_are_refused(store: str) -> None:
+    client = MlflowClient(store)
+    _log_runs(store, "fda", [5.0, 6.0], real_images="folder:/data/real-eyes")
+    for run in client.search_runs([client.get_experiment_by_name("gaze").experiment_id], "params.refiner = 'fda'"):
+        client.log_metric(run.info.run_id, "realism/kid", 0.01)
+        client.log_metric(run.info.run_id, "real_realism/classifier_accuracy", 90.0 + int(run.data.params["seed"]))
+    table = summarize(finished_runs(store, "gaze", "quick"))
+    assert table.loc["fda", "real_realism/classifier_accuracy"] == pytest.approx(90.5)
+    columns = headline_columns(table)
+    assert columns.index("real_realism/classifier_accuracy") == columns.index("realism/kid") + 1
+    _log_runs(store, "histmatch", [5.0], real_images="folder:/data/other-eyes")
+    with pytest.raises(ConfigError, match=r"real_images: folder:/data/other-eyes, folder:/data/real-eyes"):
         finished_runs(store, "gaze", "quick")
 
 

@@ -84,6 +84,7 @@ def test_a_changed_setting_is_a_new_combination(tracking_uri: str) -> None:
     assert len(result.ran) == 1 and not result.skipped
 
 
+@pytest.mark.slow  # about 30 s; the Ray test of a killed worker checks the same resume in the default run
 def test_a_killed_sweep_resumes_the_interrupted_fit_and_finishes_everything_once(tmp_path: Path) -> None:
     uri = store_in(tmp_path)
     cache = tmp_path / "cache"
