@@ -200,19 +200,18 @@ def resolve(spec: RunSpec, registry: Registry | None = None) -> Plan:
         refiner_config = apply_overrides(refiner_class.preset_for(spec.budget, task_class.label_kind),
                                          overrides.get("refiner", {}), "refiner")
     source = build_dataset(task_class.default_source if spec.source is None else spec.source, registry)
-    target = framed(build_dataset(task_class.default_target if spec.target is None else spec.target, registry),
-                     source.image_shape)
-    target_test = target if spec.target_test is None else framed(build_dataset(spec.target_test, registry),
-                                                                  source.image_shape)
-    real_test = None if spec.real_test is None else framed(build_dataset(spec.real_test, registry),
-                                                            source.image_shape)
-    real_images = None if spec.real_images is None else framed(build_dataset(spec.real_images, registry),
-                                                                source.image_shape)
+
+    def framed_like_source(named: str) -> Dataset:
+        return framed(build_dataset(named, registry), source.image_shape)
+
+    target = framed_like_source(task_class.default_target if spec.target is None else spec.target)
+    target_test = target if spec.target_test is None else framed_like_source(spec.target_test)
+    real_test = None if spec.real_test is None else framed_like_source(spec.real_test)
+    real_images = None if spec.real_images is None else framed_like_source(spec.real_images)
     _check_label_kinds(spec, task_class, refiner_class is None, source, target, target_test, real_test, registry)
-    tested = [("target", target), ("target test", target_test), *([("real test", real_test)] if real_test else []),
-              *([("real images", real_images)] if real_images else [])]
-    for role, dataset in tested:
-        if source.image_shape != dataset.image_shape:
+    tested = {"target": target, "target test": target_test, "real test": real_test, "real images": real_images}
+    for role, dataset in tested.items():
+        if dataset is not None and source.image_shape != dataset.image_shape:
             channels, height, width = source.image_shape
             crop = "" if aspects_match((channels, height, width), (channels, *dataset.image_shape[1:])) else \
                 "crop=LEFT,TOP,RIGHT,BOTTOM&"  # a resize alone would squash the images
