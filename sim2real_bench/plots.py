@@ -55,13 +55,22 @@ def metric_bars(table: pd.DataFrame, column: str, path: Path, title: str) -> Non
     plt.close(figure)
 
 
+def curve_points(runs: pd.DataFrame) -> list[tuple[int, str, str]]:
+    """``(threshold, unit, column)`` of every ``target/within_*`` metric the runs logged, by threshold.
+
+    A store of both tasks gives every run the other task's columns too, empty: mixed into the curve, their
+    gaps broke each line into single points, so the plot showed axes and a legend without a line.
+    """
+    return sorted((int(match[1]), match[2], column) for column in runs.columns
+                  if (match := CURVE_METRIC.match(column)) and runs[column].notna().any())
+
+
 def error_curves(runs: pd.DataFrame, path: Path, title: str) -> bool:
     """Share of test samples within each error threshold, one curve per refiner (mean over seeds).
 
     Returns False, writing nothing, when the runs logged no ``target/within_*`` curve.
     """
-    points = sorted((int(match[1]), match[2], column)
-                    for column in runs.columns if (match := CURVE_METRIC.match(column)))
+    points = curve_points(runs)
     if not points:
         return False
     thresholds = [threshold for threshold, _, _ in points]

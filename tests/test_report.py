@@ -7,13 +7,14 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from sim2real_bench.errors import ConfigError
 from sim2real_bench.cli import main
-from sim2real_bench.plots import grid_rows
+from sim2real_bench.plots import curve_points, grid_rows
 from sim2real_bench.report import finished_runs, headline_columns, markdown, summarize
 
 ERRORS = {  # refiner -> target angular error per seed 0, 1, 2
@@ -239,3 +240,10 @@ def test_the_refiner_grid_leaves_out_an_oracle_trained_on_real_crops(store: str)
     runs = finished_runs(store, "gaze", "quick")
     table = summarize(runs)
     assert list(grid_rows(runs, list(table.index)).index) == ["none", "simgan", "oracle"]
+
+
+def test_an_error_curve_takes_only_the_thresholds_its_runs_logged() -> None:
+    # A store of both tasks: gaze runs carry the hand task's within_*px columns, empty.
+    runs = pd.DataFrame({"metrics.target/within_2deg": [40.0, 50.0], "metrics.target/within_10deg": [90.0, 95.0],
+                         "metrics.target/within_5px": [math.nan, math.nan]})
+    assert curve_points(runs) == [(2, "deg", "metrics.target/within_2deg"), (10, "deg", "metrics.target/within_10deg")]
