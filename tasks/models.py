@@ -22,6 +22,30 @@ def _conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
     )
 
 
+class PoolBeforeReLU(nn.Sequential):
+    """Conv stages (conv, BN, ReLU) and max-pools in order, except that a max-pool after a stage runs before its ReLU.
+
+    Max-pooling and ReLU commute (both are monotone), so this gives the plain
+    order's outputs and gradients bit for bit, while the ReLU and its backward
+    touch a quarter of the pixels: about a tenth of a training step at 64x64 on
+    a CPU, where those element-wise passes cost more than the convolutions.
+    The modules, and so the parameter names, are those of the plain order.
+    """
+
+    def forward(self, images: Tensor) -> Tensor:
+        layers, features, index = list(self), images, 0
+        while index < len(layers):
+            stage = layers[index]
+            if index + 1 < len(layers) and isinstance(layers[index + 1], nn.MaxPool2d):
+                convolution, norm, relu = stage
+                features = relu(layers[index + 1](norm(convolution(features))))
+                index += 2
+            else:
+                features = stage(features)
+                index += 1
+        return features
+
+
 class ConvRegressor(nn.Module):
     """VGG-style stages (conv-BN-ReLU, then 2x2 max-pool after all but the first)
     and an MLP head on the flattened feature map."""
@@ -43,7 +67,7 @@ class ConvRegressor(nn.Module):
             if index > 0:
                 layers.append(nn.MaxPool2d(2))
             channels = width
-        self.features = nn.Sequential(*layers)
+        self.features = PoolBeforeReLU(*layers)
         with torch.no_grad():
             flat = self.features(torch.zeros(1, in_chans, *input_size)).numel()
         self.head = nn.Sequential(

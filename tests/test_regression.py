@@ -83,3 +83,26 @@ def test_min_steps_is_set_from_the_command_line(registry) -> None:
 def test_a_negative_floor_is_refused() -> None:
     with pytest.raises(ConfigError, match="min_steps must be at least 0"):
         tiny(min_steps=-1)
+
+
+@pytest.mark.parametrize("autocast", [False, True], ids=["fp32", "bf16-autocast"])
+@pytest.mark.parametrize("name", ["s2r_cnn_small", "s2r_cnn_base"])
+def test_pooling_before_relu_gives_the_plain_orders_outputs_and_gradients_bit_for_bit(name: str, autocast: bool) -> None:
+    import timm
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = timm.create_model(name, pretrained=False, in_chans=1, num_classes=2, input_size=(36, 52)).train()
+    images = torch.randn(8, 1, 36, 52).contiguous(memory_format=torch.channels_last)
+
+    def outputs_and_gradients(features: nn.Module) -> list[torch.Tensor]:
+        model.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            output = model.forward_head(features(images))
+        output.float().square().sum().backward()
+        return [output, *(parameter.grad for parameter in model.parameters())]
+
+    plain = outputs_and_gradients(lambda batch: nn.Sequential.forward(model.features, batch))
+    reordered = outputs_and_gradients(model.features)
+    assert any(isinstance(layer, nn.MaxPool2d) for layer in model.features)
+    assert all(torch.equal(a, b) for a, b in zip(plain, reordered, strict=True))
