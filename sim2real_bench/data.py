@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
@@ -138,6 +139,53 @@ class Dataset(ABC):
             raise ConfigError(f"unknown split {split!r} for {self.spec}; splits: {', '.join(SPLITS)}")
 
 
+class RenderedSplits:
+    """Splits this process has rendered, kept for the next run that asks for one of them again.
+
+    A sweep runs its combinations task by task and seed by seed (``sweep.expand``),
+    so every refiner of one task and seed asks for the same splits, and rendering
+    them again cost 6-17 s of each quick run. A procedural split depends only on
+    its class and identity (chunks are drawn from seeded generators), so a kept
+    split is, bit for bit, what rendering it again would give. Callers get a copy:
+    one that edits its tensors in place cannot change what a later run is given.
+    The least recently used splits go first once the kept ones exceed ``budget_bytes``.
+    """
+
+    def __init__(self, budget_bytes: int) -> None:
+        self.budget_bytes = budget_bytes
+        self._kept: OrderedDict[tuple[type, str], Samples] = OrderedDict()
+
+    @staticmethod
+    def _bytes(samples: Samples) -> int:
+        tensors = [samples.images] if samples.labels is None else [samples.images, samples.labels]
+        return sum(tensor.numel() * tensor.element_size() for tensor in tensors)
+
+    def get(self, key: tuple[type, str]) -> Samples | None:
+        """A copy of the split kept under ``key``, or ``None``."""
+        if key not in self._kept:
+            return None
+        self._kept.move_to_end(key)
+        kept = self._kept[key]
+        return Samples(kept.images.clone(), None if kept.labels is None else kept.labels.clone())
+
+    def keep(self, key: tuple[type, str], samples: Samples) -> None:
+        """Keep a copy of ``samples`` under ``key``, dropping the oldest splits to stay within the budget."""
+        size = self._bytes(samples)
+        if size > self.budget_bytes:
+            return
+        while self._kept and sum(map(self._bytes, self._kept.values())) + size > self.budget_bytes:
+            self._kept.popitem(last=False)
+        self._kept[key] = Samples(samples.images.clone(), None if samples.labels is None else samples.labels.clone())
+
+    def clear(self) -> None:
+        """Forget every kept split."""
+        self._kept.clear()
+
+
+RENDERED = RenderedSplits(budget_bytes=2 * 1024**3)
+"""This process's rendered splits: 2 GiB holds every split of one quick-budget task and seed (hand: 0.8 GB)."""
+
+
 class ProceduralDataset(Dataset):
     """A dataset generated on the fly, in fixed chunks, deterministic per seed.
 
@@ -158,8 +206,18 @@ class ProceduralDataset(Dataset):
         """Render ``count`` labeled samples using only ``generator`` for randomness."""
 
     def load(self, split: str, size: int, seed: int, progress: Progress | None = None) -> Samples:
-        """Render the first ``size`` samples of ``split`` chunk by chunk."""
+        """Render the first ``size`` samples of ``split`` chunk by chunk, or copy them if this process already did."""
         self._check_split(split)
+        key = (type(self), self.identity(split, size, seed))
+        kept = RENDERED.get(key)
+        if kept is None:
+            kept = self._render(split, size, seed, progress)
+            RENDERED.keep(key, kept)
+        elif progress is not None:
+            progress(len(kept))
+        return kept
+
+    def _render(self, split: str, size: int, seed: int, progress: Progress | None) -> Samples:
         images, labels = [], []
         for index, start in enumerate(range(0, size, self.chunk_size)):
             generator = torch.Generator().manual_seed(stable_seed(self.name, split, seed, index))

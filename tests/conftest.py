@@ -15,8 +15,14 @@ os.environ["S2R_BENCH_CACHE"] = tempfile.mkdtemp(prefix="s2r-test-cache-")
 
 from stores import store_in  # noqa: E402
 
-from sim2real_bench.data import Samples  # noqa: E402
+from sim2real_bench.data import RENDERED, Samples  # noqa: E402
 from sim2real_bench.registry import Registry  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def no_rendered_splits_from_other_tests() -> None:
+    """Every test renders its splits afresh: one that patches a renderer never gets another test's images."""
+    RENDERED.clear()
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from sim2real_bench.data import RENDERED, RenderedSplits, Samples
 from sim2real_bench.plan import RunSpec, resolve
 from sim2real_bench.plugins.eyes.synthetic import SynthEyes
 from sim2real_bench.plugins.eyes.webcam import WebcamEyes
@@ -19,7 +20,9 @@ ids = [d.name for d in DOMAINS]
 
 @pytest.mark.parametrize("domain", DOMAINS, ids=ids)
 def test_same_seed_gives_same_samples(domain) -> None:
-    first, second = domain.load("train", 100, seed=3), domain.load("train", 100, seed=3)
+    first = domain.load("train", 100, seed=3)
+    RENDERED.clear()  # render it again, not a kept copy
+    second = domain.load("train", 100, seed=3)
     assert torch.equal(first.images, second.images) and torch.equal(first.labels, second.labels)
 
 
@@ -47,3 +50,31 @@ def test_a_recalibrated_domain_is_a_new_cache_identity_and_its_version_is_in_the
     config = resolve(RunSpec(refiner="none", task="gaze", budget="smoke"), Registry()).config()
     assert config["data_versions"] == {"source": SynthEyes.version, "target": WebcamEyes.version,
                                        "target_test": WebcamEyes.version}
+
+
+def test_a_split_rendered_once_is_copied_not_rendered_again(monkeypatch) -> None:
+    domain = SynthEyes("synth-eyes")
+    first = domain.load("train", 64, seed=5)
+    monkeypatch.setattr(SynthEyes, "generate", lambda *args: pytest.fail("rendered a kept split again"))
+    again = domain.load("train", 64, seed=5)
+    assert torch.equal(first.images, again.images) and torch.equal(first.labels, again.labels)
+
+
+def test_a_kept_split_is_not_changed_by_what_a_caller_does_to_its_copy() -> None:
+    domain = SynthHands("synth-hands")
+    first = domain.load("test", 32, seed=0)
+    untouched = first.images.clone()
+    first.images.zero_()
+    first.labels.zero_()
+    assert torch.equal(domain.load("test", 32, seed=0).images, untouched)
+
+
+def test_kept_splits_stay_within_the_budget_oldest_out_first() -> None:
+    splits = RenderedSplits(budget_bytes=3 * 400)  # three blocks of 100 float32 images
+    block = Samples(torch.zeros(100, 1, 1, 1))
+    for name in "abcd":
+        splits.keep((Samples, name), block)
+    assert splits.get((Samples, "a")) is None
+    assert all(splits.get((Samples, name)) is not None for name in "bcd")
+    splits.keep((Samples, "too large"), Samples(torch.zeros(1000, 1, 1, 1)))
+    assert splits.get((Samples, "too large")) is None and splits.get((Samples, "b")) is not None
