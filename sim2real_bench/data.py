@@ -160,13 +160,16 @@ class RenderedSplits:
         tensors = [samples.images] if samples.labels is None else [samples.images, samples.labels]
         return sum(tensor.numel() * tensor.element_size() for tensor in tensors)
 
+    @staticmethod
+    def _copy(samples: Samples) -> Samples:
+        return Samples(samples.images.clone(), None if samples.labels is None else samples.labels.clone())
+
     def get(self, key: tuple[type, str]) -> Samples | None:
         """A copy of the split kept under ``key``, or ``None``."""
         if key not in self._kept:
             return None
         self._kept.move_to_end(key)
-        kept = self._kept[key]
-        return Samples(kept.images.clone(), None if kept.labels is None else kept.labels.clone())
+        return self._copy(self._kept[key])
 
     def keep(self, key: tuple[type, str], samples: Samples) -> None:
         """Keep a copy of ``samples`` under ``key``, dropping the oldest splits to stay within the budget."""
@@ -175,7 +178,7 @@ class RenderedSplits:
             return
         while self._kept and sum(map(self._bytes, self._kept.values())) + size > self.budget_bytes:
             self._kept.popitem(last=False)
-        self._kept[key] = Samples(samples.images.clone(), None if samples.labels is None else samples.labels.clone())
+        self._kept[key] = self._copy(samples)
 
     def clear(self) -> None:
         """Forget every kept split."""
