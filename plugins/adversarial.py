@@ -91,7 +91,7 @@ class ImageHistory:
         rest = images[free:]
         if len(rest):
             slots = torch.randint(self.capacity, (len(rest),), generator=self.generator).to(images.device)
-            self.images[slots] = rest
+            self._store(slots, rest)
 
     def query(self, images: Tensor, swap_probability: float = 0.5) -> Tensor:
         """CycleGAN's image pool (Zhu et al. 2017, Sec. 4): what the discriminator sees instead of ``images``.
@@ -109,8 +109,21 @@ class ImageHistory:
             slots = torch.randint(self.size, (len(swap),), generator=self.generator).to(images.device)
             swap = swap.to(images.device)
             returned[free + swap] = self.images[slots]
-            self.images[slots] = rest[swap]
+            self._store(slots, rest[swap])
         return returned
+
+    def _store(self, slots: Tensor, images: Tensor) -> None:
+        """Write ``images[i]`` to ``slots[i]``, the last of them winning where a slot repeats.
+
+        A plain ``self.images[slots] = images`` is not reproducible when ``slots``
+        repeats: on a CPU, threads split the write and race on the shared slot, so
+        it may end up holding either image, or parts of both. That made two runs
+        of one SimGAN fit differ. Dropping all but the last write to each slot
+        gives what a write in order gives, every time.
+        """
+        later_duplicate = (slots[:, None] == slots[None, :]).triu(diagonal=1).any(dim=1)
+        last = ~later_duplicate
+        self.images[slots[last]] = images[last]
 
     def sample(self, count: int) -> Tensor:
         """``count`` stored images drawn uniformly (with replacement)."""

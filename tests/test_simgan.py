@@ -79,6 +79,20 @@ def test_history_stores_images_and_returns_old_ones() -> None:
     assert len(history) == 8
 
 
+def test_a_full_history_stores_as_a_write_in_order_would_when_slots_repeat() -> None:
+    """Four slots and 64 large images repeat slots in every push; a threaded write once raced on them."""
+    images = torch.arange(64, dtype=torch.float32).view(64, 1, 1, 1).expand(64, 1, 64, 64).contiguous()
+    for seed in range(20):
+        history = ImageHistory(capacity=4, generator=torch.Generator().manual_seed(seed))
+        history.push(images[:4])
+        history.push(images[4:])
+        slots = torch.randint(4, (60,), generator=torch.Generator().manual_seed(seed))
+        expected = images[:4].clone()
+        for slot, image in zip(slots.tolist(), images[4:]):
+            expected[slot] = image
+        assert torch.equal(history.images, expected)
+
+
 @pytest.fixture(scope="module")
 def domains() -> tuple[Samples, Samples]:
     return SynthEyes("synth-eyes").load("train", 64, 0), WebcamEyes("webcam-eyes").load("train", 64, 0).without_labels()
