@@ -14,9 +14,11 @@ from __future__ import annotations
 import contextlib
 import json
 import platform
+import re
 import resource
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -59,9 +61,31 @@ def versions() -> dict[str, str]:
     }
 
 
+_PROC_SELF = Path("/proc/self")
+
+
+def _reset_peak_memory(compute: Compute) -> None:
+    """Start a run's peak-memory count afresh, so a sweep's runs do not inherit their predecessors' peaks.
+
+    On CUDA that is the caching allocator's peak; on Linux the kernel's
+    high-water mark of resident memory, which writing 5 to ``clear_refs`` lowers
+    to what the process holds now. Elsewhere the CPU figure stays the process's.
+    """
+    if compute.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(compute.device)
+    elif (_PROC_SELF / "clear_refs").exists():
+        with contextlib.suppress(OSError):  # a sandbox may refuse it; the figure is then the process's
+            (_PROC_SELF / "clear_refs").write_text("5")
+
+
 def _peak_memory_mb(compute: Compute) -> float:
+    """Peak memory since :func:`_reset_peak_memory`: CUDA tensors, else resident memory (what the process
+    already held at the run's start included, such as the kept rendered splits)."""
     if compute.device.type == "cuda":
         return torch.cuda.max_memory_allocated(compute.device) / 2**20
+    status = _PROC_SELF / "status"
+    if status.exists():
+        return int(re.search(r"^VmHWM:\s*(\d+) kB", status.read_text(), re.MULTILINE).group(1)) / 1024
     kilobytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return kilobytes / 1024 if sys.platform != "darwin" else kilobytes / 2**20
 
@@ -153,6 +177,7 @@ def execute(plan: Plan, tracker: tracking.Tracker, progress: bool = True, store:
     tracker.log_dict(config, "config.json")
     context = RunContext(plan.compute, tracker, plan.spec.seed, store or Store.default(), progress)
     seed_everything(plan.spec.seed)
+    _reset_peak_memory(plan.compute)
     metrics = (reference if plan.is_reference else refine_and_evaluate)(plan, context)
     metrics.update(context.watch.metrics)
     metrics["memory/peak_mb"] = _peak_memory_mb(plan.compute)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import resource
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
 from stores import store_in
@@ -51,6 +53,16 @@ def test_run_is_logged_to_mlflow(smoke_run) -> None:
     assert {"config.json", "samples/synthetic_refined_target.png"} <= artifacts
     store_folder = Path(uri.removeprefix("sqlite:///")).parent
     assert (store_folder / "mlruns" / "gaze" / result.run_id / "artifacts" / "config.json").is_file()
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="the resident high-water mark is reset through Linux's /proc")
+def test_a_runs_peak_memory_is_its_own_not_the_process_so_far(tracking_uri: str) -> None:
+    earlier = torch.ones(2**28)  # 1 GiB, as an earlier run of a sweep might have held; freed back to the system
+    earlier.add_(1)
+    del earlier
+    peak_before_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result = run(resolve(RunSpec(refiner="oracle", task="gaze", budget="smoke"), Registry()), tracking_uri, progress=False)
+    assert 0 < result.metrics["memory/peak_mb"] < peak_before_mb - 512
 
 
 def test_oracle_is_tagged_as_a_reference(tracking_uri: str) -> None:
