@@ -73,8 +73,8 @@ def _reset_peak_memory(compute: Compute) -> None:
     """
     if compute.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(compute.device)
-    elif (_PROC_SELF / "clear_refs").exists():
-        with contextlib.suppress(OSError):  # a sandbox may refuse it; the figure is then the process's
+    else:
+        with contextlib.suppress(OSError):  # not Linux, or a sandbox refuses it: the figure stays the process's
             (_PROC_SELF / "clear_refs").write_text("5")
 
 
@@ -84,8 +84,9 @@ def _peak_memory_mb(compute: Compute) -> float:
     if compute.device.type == "cuda":
         return torch.cuda.max_memory_allocated(compute.device) / 2**20
     status = _PROC_SELF / "status"
-    if status.exists():
-        return int(re.search(r"^VmHWM:\s*(\d+) kB", status.read_text(), re.MULTILINE).group(1)) / 1024
+    high_water = re.search(r"^VmHWM:\s*(\d+) kB", status.read_text(), re.MULTILINE) if status.exists() else None
+    if high_water:
+        return int(high_water.group(1)) / 1024
     kilobytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return kilobytes / 1024 if sys.platform != "darwin" else kilobytes / 2**20
 
