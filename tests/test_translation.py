@@ -65,6 +65,21 @@ def test_pool_returns_new_images_until_full_then_swaps_in_old_ones() -> None:
     assert len(pool) == 4 and 2.0 in set(pool.images.flatten(1)[:, 0].tolist())
 
 
+def test_a_full_pool_swaps_as_in_order_writes_would_when_slots_repeat() -> None:
+    images = torch.arange(68, dtype=torch.float32).view(68, 1, 1, 1).expand(68, 1, 64, 64).contiguous()
+    for seed in range(20):
+        pool = ImageHistory(capacity=4, generator=torch.Generator().manual_seed(seed))
+        pool.query(images[:4])
+        returned = pool.query(images[4:], swap_probability=1.0)
+        same_draws = torch.Generator().manual_seed(seed)
+        torch.rand(64, generator=same_draws)
+        slots = torch.randint(4, (64,), generator=same_draws)
+        expected = images[:4].clone()
+        for slot, image in zip(slots.tolist(), images[4:]):
+            expected[slot] = image
+        assert torch.equal(returned, images[slots]) and torch.equal(pool.images, expected)
+
+
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_smoke_fit_refines_to_the_input_shape_and_range(method, noise_domains, tmp_path: Path) -> None:
     refiner_class, config = METHODS[method]
