@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -10,8 +12,10 @@ import pytest
 import torch
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-# Fitted refiners and source models go to a throwaway cache, never the user's.
-os.environ["S2R_BENCH_CACHE"] = tempfile.mkdtemp(prefix="s2r-test-cache-")
+# Fitted refiners and source models go to a throwaway cache, never the user's, removed when the tests end.
+TEST_CACHE = tempfile.mkdtemp(prefix="s2r-test-cache-")
+os.environ["S2R_BENCH_CACHE"] = TEST_CACHE
+atexit.register(shutil.rmtree, TEST_CACHE, ignore_errors=True)
 
 from stores import store_in  # noqa: E402
 
