@@ -247,6 +247,7 @@ def _report(args: argparse.Namespace) -> None:
     if args.out is not None and not args.out.parent.is_dir():
         raise ConfigError(f"--out {args.out}: folder {args.out.parent} does not exist; create it first")
     uri = tracking.resolve_tracking_uri(args.tracking_uri)
+    tracking.check_store_exists(uri)
     runs, tables = report.load(uri, args.experiment, args.budget)
     if args.task is not None:
         if args.task not in tables:

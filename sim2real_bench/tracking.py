@@ -72,6 +72,14 @@ def check_tracking_uri(uri: str) -> None:
         _check_sqlite_store(uri)
 
 
+def check_store_exists(uri: str) -> None:
+    """Refuse a local store file that is not there: a command that only reads it would create an empty one."""
+    path = sqlite_path(uri)
+    if path is not None and not path.exists():
+        raise TrackingError(f"no tracking store at {path}; pass the --tracking-uri that run or sweep wrote to "
+                            "(default: mlflow.db in the folder they ran in)")
+
+
 def sqlite_path(uri: str) -> Path | None:
     """The database file of a ``sqlite:///`` URI (relative to the current folder unless absolute), else None."""
     if not uri.startswith("sqlite:///"):

@@ -113,6 +113,13 @@ def test_unknown_task_in_report_names_the_tasks_with_runs(store: str, capsys) ->
     assert "tasks with runs: gaze" in capsys.readouterr().err
 
 
+def test_a_report_of_a_store_that_is_not_there_says_so_and_creates_none(tmp_path: Path, capsys) -> None:
+    missing = tmp_path / "typo.db"
+    assert main(["report", "--tracking-uri", f"sqlite:///{missing}"]) == 2
+    assert f"no tracking store at {missing}" in capsys.readouterr().err
+    assert not missing.exists()
+
+
 def test_runs_of_one_refiner_with_different_settings_are_rows_of_their_own(store: str) -> None:
     client = MlflowClient(store)
     experiment = client.get_experiment_by_name("gaze").experiment_id
