@@ -136,3 +136,22 @@ def test_webcam_eyes_show_one_eyes_side_as_mirrored_real_crops_do() -> None:
 def test_procedural_domain_rejects_an_argument() -> None:
     with pytest.raises(ConfigError, match="takes no argument"):
         SynthEyes("synth-eyes", "/some/path")
+
+
+@pytest.mark.parametrize("threads", [1, 2, 4])
+def test_synth_eyes_render_block_by_block_as_the_whole_chunk_at_once(threads: int) -> None:
+    # Blocks keep every per-pixel step in a core's cache; they must not change one bit of a chunk.
+    # (Where a thread's share of a step ends off a vector boundary, torch rounds its last pixels
+    # through the scalar path: 3, 6 or 12 threads move a few pixels by one ulp, blocked or not.)
+    domain = SynthEyes("synth-eyes")
+    geometry = sample_geometry(domain.chunk_size, domain.height, domain.width, torch.Generator().manual_seed(3))
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        blocked = domain.render(geometry, torch.Generator().manual_seed(4))
+        layers = trace(geometry, domain.height, domain.width)
+        whole = domain.form_image(geometry, layers, torch.Generator().manual_seed(4))
+    finally:
+        torch.set_num_threads(before)
+    assert domain.chunk_size > domain.block_size
+    assert torch.equal(blocked, whole)

@@ -11,6 +11,7 @@ captures starts from the same shading and adds what a camera and a real face add
 from __future__ import annotations
 
 from abc import abstractmethod
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
@@ -32,19 +33,40 @@ def lerp(start: Tensor, end: Tensor, weight: Tensor) -> Tensor:
     return start + (end - start) * weight
 
 
+@dataclass(frozen=True)
+class EyeAlbedos:
+    """Per-image albedos of the base shading, each ``(N, 1, 1, 1)``: a renderer's randomized materials."""
+
+    skin: Tensor
+    sclera: Tensor
+    iris: Tensor
+    pupil: Tensor
+
+    @classmethod
+    def draw(cls, count: int, generator: torch.Generator) -> EyeAlbedos:
+        return cls(
+            skin=uniform(count, 0.45, 0.75, generator),
+            sclera=uniform(count, 0.72, 0.92, generator),
+            iris=uniform(count, 0.12, 0.45, generator),
+            pupil=uniform(count, 0.02, 0.08, generator),
+        )
+
+    def __getitem__(self, images: slice) -> EyeAlbedos:
+        return EyeAlbedos(self.skin[images], self.sclera[images], self.iris[images], self.pupil[images])
+
+
 def shade_eye(
     layers: EyeLayers,
-    generator: torch.Generator,
+    albedos: EyeAlbedos,
     iris_texture: Tensor | float = 1.0,
     sclera_texture: Tensor | float = 1.0,
     skin_texture: Tensor | float = 1.0,
 ) -> Tensor:
     """Base shading of a traced eye, ``(N, 1, H, W)`` in [0, 1]; textures multiply albedos."""
-    count = layers.aperture.shape[0]
-    skin_albedo = uniform(count, 0.45, 0.75, generator) * skin_texture
-    sclera_albedo = uniform(count, 0.72, 0.92, generator) * sclera_texture
-    iris_albedo = uniform(count, 0.12, 0.45, generator) * iris_texture
-    pupil_albedo = uniform(count, 0.02, 0.08, generator)
+    skin_albedo = albedos.skin * skin_texture
+    sclera_albedo = albedos.sclera * sclera_texture
+    iris_albedo = albedos.iris * iris_texture
+    pupil_albedo = albedos.pupil
     aperture, iris_mask, pupil_mask = (m.unsqueeze(1) for m in (layers.aperture, layers.iris, layers.pupil))
     above_upper = layers.above_upper_lid.unsqueeze(1)
     below_lower = layers.below_lower_lid.unsqueeze(1)
@@ -80,9 +102,12 @@ class EyeDomain(ProceduralDataset):
 
     def generate(self, count: int, generator: torch.Generator) -> Samples:
         geometry = sample_geometry(count, self.height, self.width, generator)
-        layers = trace(geometry, self.height, self.width)
-        image = self.form_image(geometry, layers, generator).clamp(0, 1)
+        image = self.render(geometry, generator).clamp(0, 1)
         return Samples(image * 2 - 1, geometry.labels)
+
+    def render(self, geometry: EyeGeometry, generator: torch.Generator) -> Tensor:
+        """Trace and form the images of ``geometry``, ``(N, 1, H, W)``; all at once unless a domain knows better."""
+        return self.form_image(geometry, trace(geometry, self.height, self.width), generator)
 
     @abstractmethod
     def form_image(self, geometry: EyeGeometry, layers: EyeLayers, generator: torch.Generator) -> Tensor:

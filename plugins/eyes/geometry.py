@@ -11,7 +11,7 @@ The eyeball is projected orthographically (an eye crop spans a few degrees of vi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 from torch import Tensor
@@ -47,6 +47,13 @@ class EyeGeometry:
     def labels(self) -> Tensor:
         """``(N, 2)`` gaze labels: pitch, yaw."""
         return torch.cat([self.pitch, self.yaw], dim=1).flatten(1)
+
+    def __len__(self) -> int:
+        return self.pitch.shape[0]
+
+    def __getitem__(self, images: slice) -> EyeGeometry:
+        """The geometry of a run of images, as views."""
+        return EyeGeometry(**{field.name: getattr(self, field.name)[images] for field in fields(self)})
 
 
 def _uniform(count: int, low: float, high: float, generator: torch.Generator) -> Tensor:

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from sim2real_bench.plugins import imaging
-from sim2real_bench.plugins.eyes.domain import EyeDomain, shade_eye, smoothstep
+from sim2real_bench.plugins.eyes.domain import EyeAlbedos, EyeDomain, shade_eye, smoothstep
 from sim2real_bench.plugins.eyes.geometry import EyeGeometry, EyeLayers
 from sim2real_bench.plugins.imaging import falloff, uniform
 
@@ -200,7 +200,7 @@ class WebcamEyes(EyeDomain):
             1 - 0.05 * imaging.pink_noise(count, height, width, 2.0, generator).abs())
         striation = uniform(count, 0.5, 1.0, generator).flatten() * config.iris_striation
         iris_texture = uniform(count, *config.iris_albedo, generator) * iris_striations(layers, striation, generator)
-        image = shade_eye(layers, generator, iris_texture, sclera_texture, skin_texture)
+        image = shade_eye(layers, EyeAlbedos.draw(count, generator), iris_texture, sclera_texture, skin_texture)
         image = image * lid_shading(layers, config, generator) * corner_shading(layers, config, generator)
         image = image + glint(geometry, layers, config, generator)
         image = image * illumination(count, height, width, config, generator)
