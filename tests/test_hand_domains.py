@@ -81,6 +81,20 @@ def test_a_capsule_parallel_to_the_image_is_rendered_with_its_front_surface() ->
     assert math.isinf(depth[0, 0, 5, 25].item()) and math.isinf(depth[0, 0, 20, 50].item())
 
 
+def test_an_absent_capsule_changes_no_pixel_of_its_own_image_or_another() -> None:
+    # Kinect scenes carry optional objects as capsules of radius 0; the renderer skips their windows.
+    bones = torch.tensor([[[10.0, 20.0, 50.0], [40.0, 20.0, 50.0]], [[5.0, 5.0, 20.0], [30.0, 30.0, 80.0]]])
+    radii = torch.tensor([[12.0, 12.0], [20.0, 8.0]])
+    scene = bones.view(1, 2, 2, 3).expand(3, 2, 2, 3) + torch.tensor([0.0, 0.0, 1.0]) * torch.arange(3.0).view(3, 1, 1, 1)
+    present = torch.tensor([[1.0, 1.0], [1.0, 0.0], [0.0, 1.0]]).unsqueeze(-1)
+    depth = render_capsules(scene, radii * present, 32, 64, mm_per_pixel=4.0)
+    for image in range(3):
+        shown = present[image, :, 0].bool()
+        alone = render_capsules(scene[image : image + 1, shown], radii[shown].unsqueeze(0), 32, 64, mm_per_pixel=4.0)
+        assert torch.equal(depth[image], alone[0])
+    assert 0 < torch.isfinite(depth[1]).sum() < torch.isfinite(depth[0]).sum()
+
+
 def test_disparity_quantization_coarsens_with_distance() -> None:
     def step(distance: float) -> float:
         values = quantize_disparity(torch.linspace(distance, distance + 100, 2000), 75.0, 0.125).unique()

@@ -25,7 +25,8 @@ def render_capsules(bones: Tensor, radii: Tensor, height: int, width: int, mm_pe
     """Depth ``(N, 1, H, W)`` in mm of the nearest capsule surface (``FAR`` where none).
 
     ``bones`` is ``(N, B, 2, 3)`` end points (u, v in pixels, z in mm), ``radii``
-    ``(N, B, 2)`` in mm. Bones are drawn in passes by size (windows of up to 8, 16,
+    ``(N, B, 2)`` in mm; a capsule of radius 0 at both ends is absent (a scene's
+    optional objects). Bones are drawn in passes by size (windows of up to 8, 16,
     32, ... pixels), so each pass's window fits its own bones.
     """
     count = bones.shape[0]
@@ -33,25 +34,28 @@ def render_capsules(bones: Tensor, radii: Tensor, height: int, width: int, mm_pe
     radius = radii / mm_per_pixel
     extent = ((ends[:, :, 0, :2] - ends[:, :, 1, :2]).abs().amax(-1) + 2 * radius.amax(-1)).amax(0)
     passes = torch.log2(extent.clamp_min(8)).ceil()
+    present = radius.amax(-1) > 0  # an absent capsule covers no pixel: skip its window
     zbuffer = torch.full((count * height * width,), FAR)
     for size in passes.unique():
         group = passes == size
-        _splat(ends[:, group], radius[:, group], int(extent[group].max().ceil()) + 2, height, width, zbuffer)
+        image, bone = (present & group).nonzero(as_tuple=True)
+        window = int(extent[group].max().ceil()) + 2
+        _splat(ends[image, bone], radius[image, bone], image, window, height, width, zbuffer)
     return zbuffer.view(count, 1, height, width) * mm_per_pixel
 
 
-def _splat(ends: Tensor, radius: Tensor, window: int, height: int, width: int, zbuffer: Tensor) -> None:
-    """Draw capsules (pixel units) into the flat ``zbuffer``, each in a ``window``-pixel square around it."""
-    count = ends.shape[0]
+def _splat(ends: Tensor, radius: Tensor, image: Tensor, window: int, height: int, width: int, zbuffer: Tensor) -> None:
+    """Draw capsules ``(K, 2, 3)`` (pixel units) of images ``image`` ``(K,)`` into the flat ``zbuffer``,
+    each in a ``window``-pixel square around it."""
     window = min(window, max(height, width))
-    a, b = ends[:, :, 0], ends[:, :, 1]
+    a, b = ends[:, 0], ends[:, 1]
     origin = ((a[..., :2] + b[..., :2]) / 2 - window / 2).floor()
     limit = torch.tensor([width - window, height - window], dtype=origin.dtype).clamp_min(0)
     origin = torch.minimum(origin.clamp_min(0), limit)
 
     steps = torch.arange(window, dtype=torch.float32)
-    xs = origin[..., 0, None, None] + steps.view(1, 1, 1, -1)  # (N, B, 1, w)
-    ys = origin[..., 1, None, None] + steps.view(1, 1, -1, 1)  # (N, B, w, 1)
+    xs = origin[..., 0, None, None] + steps.view(1, 1, -1)  # (K, 1, w)
+    ys = origin[..., 1, None, None] + steps.view(1, -1, 1)  # (K, w, 1)
     px, py = xs + 0.5 - a[..., 0, None, None], ys + 0.5 - a[..., 1, None, None]
     dx, dy, dz = ((b - a)[..., i, None, None] for i in range(3))
     ra, rb = radius[..., 0, None, None], radius[..., 1, None, None]
@@ -68,5 +72,5 @@ def _splat(ends: Tensor, radius: Tensor, window: int, height: int, width: int, z
 
     depth = torch.where((xs < width) & (ys < height), depth, FAR)
     index = (ys.clamp(max=height - 1) * width + xs.clamp(max=width - 1)).long()
-    index = index + torch.arange(count).view(-1, 1, 1, 1) * (height * width)
+    index = index + image.view(-1, 1, 1) * (height * width)
     zbuffer.scatter_reduce_(0, index.expand_as(depth).flatten(), depth.flatten(), reduce="amin")

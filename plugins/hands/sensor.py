@@ -42,9 +42,8 @@ def projector_shadow(depth: Tensor, focal_px: Tensor, baseline_mm: float) -> Ten
     disparity = focal_px.view(-1, 1, 1, 1) * baseline_mm / depth  # inf depth -> 0 disparity
     reach = min(depth.shape[-1] - 1, math.ceil(float((disparity.amax((1, 2, 3)) - disparity.amin((1, 2, 3))).max())))
     shadow = torch.zeros_like(depth, dtype=torch.bool)
-    for shift in range(1, reach + 1):
-        occluder = F.pad(disparity[..., shift:], (0, shift), value=0.0)
-        shadow |= occluder - disparity > shift
+    for shift in range(1, reach + 1):  # the last ``shift`` columns have no pixel that far right
+        shadow[..., :-shift] |= disparity[..., shift:] - disparity[..., :-shift] > shift
     return shadow
 
 
