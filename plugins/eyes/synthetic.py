@@ -19,7 +19,7 @@ class SynthEyes(EyeDomain):
     """
 
     block_size: ClassVar[int] = 128
-    """Images traced and shaded at a time. Each of the ~100 per-pixel steps of a 1,024-image chunk
+    """Images traced and shaded at a time. Each of the about 90 per-pixel steps of a 1,024-image chunk
     writes 7.9 MB, more than a core's cache holds; 128 images (1 MB) stay in it, and a chunk renders
     about a fifth faster (``results/speed.md``). Every step is per pixel, so the images are the same."""
 
